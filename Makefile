@@ -1,0 +1,59 @@
+# reco-articles: `make demo` to see it work, `make test` to check it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export OPENBLAS_NUM_THREADS := 1
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+DEMO_DIR ?= .reco/demo
+
+.PHONY: help setup system-deps demo test lint typecheck pytest bench clean
+
+help:
+	@echo "make demo   set up, generate two weeks of traffic, run the daily pipeline"
+	@echo "make test   set up, ruff, mypy (src/reco), pytest"
+	@echo "make bench  benchmarks (prints tables)"
+
+$(UV):
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+
+# Binaries the integration tests use for real (Redis online store, Prometheus). Installed when root;
+# otherwise the tests that need them print why they skip.
+system-deps:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  missing=""; \
+	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	else \
+	  command -v redis-server >/dev/null || echo "not root: redis-server missing, Redis tests will skip"; \
+	fi
+
+setup: $(UV) system-deps
+	$(UV) sync --frozen --all-extras --quiet
+
+demo: setup
+	$(VENV)/bin/reco data generate --users 5000 --articles 2000 --days 14 --seed 7 --workdir $(DEMO_DIR)
+	$(VENV)/bin/reco pipeline run --workdir $(DEMO_DIR)
+
+lint:
+	$(VENV)/bin/ruff check src services workflows infra policies tests benchmarks feature_repo
+
+typecheck:
+	$(VENV)/bin/mypy src/reco
+
+pytest:
+	$(VENV)/bin/pytest
+
+test: setup lint typecheck pytest
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf .reco .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""reco: the core library of reco-articles."""

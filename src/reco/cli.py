@@ -1,0 +1,162 @@
+"""The `reco` command line: thin wrappers around functions of the `reco` package."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reco.errors import RecoError
+from reco.settings import Settings, get_settings
+
+app = typer.Typer(help="reco-articles: article recommendations with a daily, gated pipeline.", no_args_is_help=True)
+data_app = typer.Typer(help="Bring events and articles into the lake.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Run the daily pipeline.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
+
+console = Console()
+err_console = Console(stderr=True)
+
+WorkdirOpt = Annotated[
+    Path | None,
+    typer.Option("--workdir", "-w", help="Workdir holding the lake, features, MLflow store and runs [env RECO_WORKDIR]."),
+]
+DateOpt = Annotated[
+    dt.datetime | None,
+    typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (UTC); default: the latest day with events."),
+]
+
+
+def settings_for(workdir: Path | None) -> Settings:
+    base = get_settings()
+    return base.model_copy(update={"workdir": workdir.resolve()}) if workdir else base
+
+
+def fail(error: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {error}")
+    raise typer.Exit(code=1)
+
+
+def print_mapping(title: str, mapping: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in mapping.items():
+        table.add_row(str(key), str(value))
+    console.print(table)
+
+
+@data_app.command("generate")
+def data_generate(
+    users: Annotated[int, typer.Option(help="Number of users.")] = 5_000,
+    articles: Annotated[int, typer.Option(help="Number of articles published over the period.")] = 2_000,
+    days: Annotated[int, typer.Option(help="Number of days of traffic.")] = 14,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same data.")] = 7,
+    end: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of traffic (UTC); default today.")
+    ] = None,
+    drift_day: Annotated[
+        int | None, typer.Option("--drift-day", help="1-based day index from which preferences shift.")
+    ] = None,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Write synthetic news-site traffic (impressions, clicks, reads) to the bronze lake."""
+    from reco.generate import generate
+
+    try:
+        report = generate(
+            settings_for(workdir),
+            users=users,
+            articles=articles,
+            days=days,
+            seed=seed,
+            end=end.date() if end else None,
+            drift_day=drift_day,
+        )
+    except RecoError as error:
+        fail(error)
+    print_mapping("generated", dict(vars(report)))
+
+
+@data_app.command("import-mind")
+def data_import_mind(
+    directory: Annotated[Path, typer.Argument(help="Folder with behaviors.tsv and news.tsv (MIND format).")],
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Import a MIND-format dataset (behaviors.tsv + news.tsv) into events and articles."""
+    from reco.importers import import_mind
+
+    try:
+        report = import_mind(settings_for(workdir), directory)
+    except RecoError as error:
+        fail(error)
+    print_mapping("imported (MIND)", dict(vars(report)))
+
+
+@data_app.command("import-events")
+def data_import_events(
+    events_file: Annotated[Path, typer.Argument(help="CSV or Parquet click log: user_id, article_id, ts [, event_type, dwell_ms].")],
+    articles: Annotated[Path | None, typer.Option("--articles", help="CSV or Parquet of article metadata.")] = None,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Import a site's own click log (and optionally its article metadata)."""
+    from reco.importers import import_events
+
+    try:
+        report = import_events(settings_for(workdir), events_file, articles)
+    except RecoError as error:
+        fail(error)
+    print_mapping("imported (events)", dict(vars(report)))
+
+
+def _parse_steps(steps: str | None) -> list[str] | None:
+    return [s.strip() for s in steps.split(",") if s.strip()] if steps else None
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    date: DateOpt = None,
+    steps: Annotated[str | None, typer.Option(help="Comma-separated subset of steps, e.g. ingest,features.")] = None,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Run the daily pipeline for one date, in step order, with a progress display."""
+    from reco.progress import run_with_progress
+
+    try:
+        ctx = run_with_progress(settings_for(workdir), date.date() if date else None, _parse_steps(steps), console)
+    except RecoError as error:
+        fail(error)
+    console.print(f"summary: {ctx.summary_path}")
+
+
+@pipeline_app.command("step")
+def pipeline_step(
+    name: Annotated[str, typer.Argument(help="Step name (see `reco pipeline steps`).")],
+    date: Annotated[dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (UTC).")],
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Run one step alone (what each Argo pod runs)."""
+    from reco.pipeline import run_single_step
+
+    try:
+        ctx = run_single_step(settings_for(workdir), name, date.date())
+    except RecoError as error:
+        fail(error)
+    console.print(f"{name}: {ctx.summary['steps'][name]:.2f}s, summary {ctx.summary_path}")
+
+
+@pipeline_app.command("steps")
+def pipeline_steps() -> None:
+    """List the steps of the daily DAG, in order."""
+    from reco.pipeline import STEPS
+
+    for step in STEPS:
+        console.print(f"[bold]{step.name}[/]  {step.description}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

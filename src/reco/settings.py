@@ -1,0 +1,91 @@
+"""Typed settings, read from the environment (prefix ``RECO_``), cached, injected.
+
+Nothing here touches the disk at import time: paths are computed, never created.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def repo_root() -> Path:
+    """The source checkout this package runs from, or the working directory when installed."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "feature_repo").is_dir():
+            return parent
+    return Path.cwd()
+
+
+class Settings(BaseSettings):
+    """Where things live and how the pipeline behaves. Every field maps to ``RECO_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
+
+    workdir: Path = Field(default_factory=lambda: repo_root() / ".reco")
+    environment: Literal["local", "gke"] = "local"
+    feature_repo: Path = Field(default_factory=lambda: repo_root() / "feature_repo")
+    # Empty means "SQLite under the workdir"; production sets an http(s) MLflow server.
+    mlflow_tracking_uri: str = ""
+    model_name: str = "reco-articles"
+    redis_url: str = "redis://localhost:6379/0"
+    # Ingest: events may arrive this many days after their timestamp and still land in silver.
+    allowed_lateness_days: int = 1
+    # Feature TTLs (Feast views) in days.
+    user_features_ttl_days: int = 30
+    article_features_ttl_days: int = 7
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.workdir / "lake"
+
+    @property
+    def bronze_events_dir(self) -> Path:
+        return self.lake_dir / "bronze" / "events"
+
+    @property
+    def bronze_articles_dir(self) -> Path:
+        return self.lake_dir / "bronze" / "articles"
+
+    @property
+    def silver_events_dir(self) -> Path:
+        return self.lake_dir / "silver" / "events"
+
+    @property
+    def silver_articles_path(self) -> Path:
+        return self.lake_dir / "silver" / "articles" / "articles.parquet"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.lake_dir / "quarantine" / "events"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.workdir / "features"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.workdir / "feast"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.workdir / "mlflow"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.workdir / "runs"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings from the environment; CLI options override via ``model_copy``."""
+    return Settings()
