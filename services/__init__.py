@@ -1,0 +1,1 @@
+"""Services built on the reco core library (imports reco, never the reverse)."""
