@@ -1,0 +1,84 @@
+"""The step runner: order, selection, retries, summary merging and persistence."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from reco import pipeline
+from reco.errors import NoDataError, RecoError
+from reco.pipeline import RunContext, Step
+
+DAY = dt.date(2026, 11, 20)
+
+
+def test_step_list_is_the_documented_daily_order() -> None:
+    names = pipeline.step_names()
+    assert names[:2] == ["ingest", "features"]
+    assert len(names) == len(set(names))
+
+
+def test_select_steps_keeps_dag_order_and_rejects_unknown() -> None:
+    assert [s.name for s in pipeline.select_steps(["features", "ingest"])] == ["ingest", "features"]
+    with pytest.raises(RecoError, match="unknown step"):
+        pipeline.select_steps(["ingest", "nope"])
+
+
+def test_runner_merges_results_retries_and_persists(settings, monkeypatch) -> None:
+    calls: list[str] = []
+    flaky = {"left": 1}
+
+    def first(ctx: RunContext) -> dict[str, Any]:
+        calls.append("first")
+        return {"counts": {"first": {"rows": 3}}}
+
+    def second(ctx: RunContext) -> dict[str, Any]:
+        calls.append("second")
+        if flaky["left"]:
+            flaky["left"] -= 1
+            raise RuntimeError("transient")
+        assert ctx.summary["counts"]["first"]["rows"] == 3  # sees what earlier steps wrote
+        return {"counts": {"second": {"rows": 5}}, "gate": {"decision": "promoted"}}
+
+    monkeypatch.setattr(pipeline, "STEPS", [Step("first", first, "a"), Step("second", second, "b", retries=1)])
+    events: list[tuple[str, str]] = []
+    ctx = pipeline.run_pipeline(settings, DAY, on_event=lambda s, what, _: events.append((s.name, what)))
+
+    assert calls == ["first", "second", "second"]
+    assert ("second", "retry") in events
+    saved = json.loads(ctx.summary_path.read_text())
+    assert saved["counts"] == {"first": {"rows": 3}, "second": {"rows": 5}}
+    assert saved["gate"]["decision"] == "promoted"
+    assert set(saved["steps"]) == {"first", "second"}
+    assert saved["date"] == DAY.isoformat()
+
+
+def test_runner_gives_up_after_retries_and_records_the_failed_step(settings, monkeypatch) -> None:
+    def broken(ctx: RunContext) -> dict[str, Any]:
+        raise RuntimeError("always")
+
+    monkeypatch.setattr(pipeline, "STEPS", [Step("broken", broken, "x", retries=2)])
+    with pytest.raises(RuntimeError, match="always"):
+        pipeline.run_pipeline(settings, DAY)
+    saved = json.loads((settings.runs_dir / DAY.isoformat() / "summary.json").read_text())
+    assert saved["failed_step"] == "broken"
+
+
+def test_single_step_continues_the_summary_of_earlier_steps(settings, monkeypatch) -> None:
+    monkeypatch.setattr(
+        pipeline,
+        "STEPS",
+        [Step("a", lambda ctx: {"counts": {"a": 1}}, "a"), Step("b", lambda ctx: {"counts": {"b": 2}}, "b")],
+    )
+    pipeline.run_single_step(settings, "a", DAY)
+    ctx = pipeline.run_single_step(settings, "b", DAY)
+    assert ctx.summary["counts"] == {"a": 1, "b": 2}
+    assert set(ctx.summary["steps"]) == {"a", "b"}
+
+
+def test_default_date_needs_events(settings) -> None:
+    with pytest.raises(NoDataError, match="no events"):
+        pipeline.latest_event_date(settings)
