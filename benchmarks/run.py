@@ -1,0 +1,117 @@
+"""`make bench`: every benchmark of the project, printed as tables with the machine and the date.
+
+Usage: python benchmarks/run.py [--sizes 1000000,10000000] [--only generate,ingest,features,pipeline,train,service]
+Results also go to benchmarks/results/<date>-<host>.json so the README's figures can be traced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+console = Console()
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Python {platform.python_version()}"
+
+
+def call(module: str, *args: Any) -> list[dict[str, Any]]:
+    """Run benchmarks/<module>.py's ``bench``; a missing or failing benchmark becomes a row that says so."""
+    try:
+        result = importlib.import_module(module).bench(*args)
+    except Exception as error:  # a benchmark failing must not hide the others
+        traceback.print_exc()
+        return [{"stage": module.removeprefix("bench_"), "error": f"{type(error).__name__}: {error}"[:120]}]
+    return result if isinstance(result, list) else [result]
+
+
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v) for v in (row.get(c, "") for c in columns)])
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "1000000,10000000"))
+    parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", "generate,ingest,features,pipeline,train,service"))
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark workdirs")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    only = set(args.only.split(","))
+    header = f"{machine()} — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    console.print(f"[bold]reco-articles benchmarks[/] on {header}")
+    results: dict[str, Any] = {"machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(), "tables": {}}
+
+    for size in sizes:
+        workdir = Path(tempfile.mkdtemp(prefix=f"reco-bench-{size}-"))
+        rows: list[dict[str, Any]] = []
+        try:
+            if "generate" in only or "ingest" in only or "features" in only or "pipeline" in only:
+                rows += call("bench_generate", size, workdir)
+            if "ingest" in only or "features" in only or "pipeline" in only:
+                rows += call("bench_ingest", workdir)
+            if "features" in only:
+                rows += call("bench_features", workdir)
+            if "pipeline" in only and size <= 1_000_000:
+                rows += call("bench_pipeline", workdir)
+            if "train" in only and size <= 1_000_000:
+                rows += call("bench_train", workdir, None)
+            print_table(f"data path at {size:,} events — {header}", rows)
+            results["tables"][f"data-{size}"] = rows
+        finally:
+            if not args.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    if "service" in only:
+        workdir = Path(tempfile.mkdtemp(prefix="reco-bench-service-"))
+        try:
+            rows = call("bench_service", workdir)
+            print_table(f"recommend service — {header}", rows)
+            results["tables"]["service"] = rows
+        finally:
+            if not args.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    out = HERE / "results" / f"{dt.date.today().isoformat()}-{platform.node()}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    console.print(f"results written to {out}")
+
+
+if __name__ == "__main__":
+    main()
