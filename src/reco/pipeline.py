@@ -8,6 +8,7 @@ never through memory, so every step can also run alone in its own pod
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import json
@@ -73,10 +74,65 @@ def _features(ctx: RunContext) -> dict[str, Any]:
     return {"counts": {"features": built, "feast": store}}
 
 
+def _train(ctx: RunContext) -> dict[str, Any]:
+    from reco.train import train
+
+    result = _as_dict(train(ctx.settings, ctx.date))
+    return {"train": result}
+
+
+def _evaluate(ctx: RunContext) -> dict[str, Any]:
+    from reco.evaluate import evaluate
+
+    result = evaluate(ctx.settings, ctx.date, _run_id(ctx))
+    return {"metrics": result.metrics, "counts": {"evaluate": {"test_users": result.test_users}}}
+
+
+def _register(ctx: RunContext) -> dict[str, Any]:
+    from reco.registry import register_and_gate
+
+    if "metrics" not in ctx.summary:
+        raise RecoError(f"no metrics in {ctx.summary_path}: run the evaluate step first")
+    gate = register_and_gate(ctx.settings, ctx.date, _run_id(ctx), ctx.summary["metrics"])
+    return {
+        "gate": {"decision": gate.decision, "reason": gate.reason},
+        "model_version": gate.model_version,
+        "champion_version": gate.champion_version,
+    }
+
+
+def _deploy(ctx: RunContext) -> dict[str, Any]:
+    from reco.deploy import deploy
+
+    return {"deploy": _as_dict(deploy(ctx.settings, ctx.date))}
+
+
+def _monitor(ctx: RunContext) -> dict[str, Any]:
+    from reco.drift import monitor
+
+    result = _as_dict(monitor(ctx.settings, ctx.date, run_id=ctx.summary.get("train", {}).get("run_id")))
+    return {"drift": result}
+
+
+def _run_id(ctx: RunContext) -> str:
+    run_id = ctx.summary.get("train", {}).get("run_id")
+    if not run_id:
+        raise RecoError(f"no training run recorded in {ctx.summary_path}: run the train step first")
+    return str(run_id)
+
+
 STEPS: list[Step] = [
     Step("ingest", _ingest, "bronze events of D -> typed, deduplicated silver; bad rows quarantined"),
     Step("features", _features, "silver -> user/article feature tables; feast apply + materialize D"),
+    Step("train", _train, "ALS retrieval + feature ranker + popularity on days < D, logged to MLflow", gpu=True),
+    Step("evaluate", _evaluate, "served model vs ALS, popularity and champion on D; off-policy CTR"),
+    Step("register", _register, "new registry version, alias challenger; champion only through the gate"),
+    Step("deploy", _deploy, "local: load @champion and smoke-test it; production: bump the gitops overlay"),
+    Step("monitor", _monitor, "Evidently drift of D's features vs the training reference; CTR and mix trends"),
 ]
+
+# What a drift-triggered retraining re-runs, in order.
+RETRAIN_STEPS: tuple[str, ...] = ("train", "evaluate", "register", "deploy")
 
 
 def step_names() -> list[str]:
@@ -161,14 +217,41 @@ def run_pipeline(
     day: dt.date | None = None,
     steps: Sequence[str] | None = None,
     on_event: StepCallback | None = None,
+    *,
+    retrain_on_drift: bool = True,
 ) -> RunContext:
-    """Run the selected steps for one date, in order; returns the context with the summary."""
+    """Run the selected steps for one date, in order; returns the context with the summary.
+
+    When the monitor step recommends retraining, the runner re-runs ``RETRAIN_STEPS`` once on a
+    recent window (``settings.retrain_window_days``) so the model catches up with the shift.
+    """
     day = day or latest_event_date(settings)
     ctx = RunContext(settings, day)
     ctx.summary = {"date": day.isoformat(), "steps": {}}
-    for step in select_steps(steps):
+    selected = select_steps(steps)
+    for step in selected:
         run_step(ctx, step, on_event)
+    drift = ctx.summary.get("drift", {})
+    if retrain_on_drift and drift.get("retrain_recommended") and "train" in {s.name for s in selected}:
+        first = copy.deepcopy({k: ctx.summary.get(k) for k in ("train", "gate", "model_version", "metrics")})
+        retrain = RunContext(settings.model_copy(update={"train_window_days": settings.retrain_window_days}), day)
+        retrain.summary = ctx.summary
+        for step in select_steps(RETRAIN_STEPS):
+            run_step(retrain, dataclasses.replace(step, name=f"retrain:{step.name}"), on_event)
+        ctx.summary["retrain"] = {"reason": f"drift share {drift.get('share')} above threshold", "first_run": first}
+        write_summary(ctx)
     return ctx
+
+
+def backfill(
+    settings: Settings, start: dt.date, end: dt.date, steps: Sequence[str] | None = None,
+    on_event: StepCallback | None = None,
+) -> list[RunContext]:
+    """Run the pipeline for every date from ``start`` to ``end`` inclusive, oldest first."""
+    if end < start:
+        raise RecoError(f"--from {start} is after --to {end}")
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    return [run_pipeline(settings, day, steps, on_event) for day in days]
 
 
 def run_single_step(settings: Settings, name: str, day: dt.date) -> RunContext:

@@ -39,6 +39,17 @@ class Settings(BaseSettings):
     # Feature TTLs (Feast views) in days.
     user_features_ttl_days: int = 30
     article_features_ttl_days: int = 7
+    # Training: days of silver before the run date; a drift-triggered retrain uses the shorter window.
+    train_window_days: int = 14
+    retrain_window_days: int = 4
+    # Quality gate: champion moves only on this relative NDCG@10 gain, and no guard metric drops more.
+    gate_min_gain: float = 0.01
+    gate_max_guard_drop: float = 0.05
+    # Monitor: share of drifted feature columns above which a retraining is recommended.
+    drift_threshold: float = 0.3
+    # Deploy: "local" (the service polls @champion) or "gitops" (write the version to an overlay).
+    deploy_target: Literal["local", "gitops"] = "local"
+    gitops_dir: Path = Field(default_factory=lambda: repo_root() / "gitops")
 
     @property
     def lake_dir(self) -> Path:

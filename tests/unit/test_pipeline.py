@@ -82,3 +82,39 @@ def test_single_step_continues_the_summary_of_earlier_steps(settings, monkeypatc
 def test_default_date_needs_events(settings) -> None:
     with pytest.raises(NoDataError, match="no events"):
         pipeline.latest_event_date(settings)
+
+
+def test_drift_above_threshold_triggers_one_retraining_on_the_short_window(settings, monkeypatch) -> None:
+    windows: list[int] = []
+
+    def train(ctx: RunContext) -> dict[str, Any]:
+        windows.append(ctx.settings.train_window_days)
+        return {"train": {"run_id": f"run-{len(windows)}"}}
+
+    def noop(ctx: RunContext) -> dict[str, Any]:
+        return {}
+
+    def monitor(ctx: RunContext) -> dict[str, Any]:
+        return {"drift": {"share": 0.6, "retrain_recommended": True}}
+
+    names = ["train", "evaluate", "register", "deploy"]
+    steps = [Step(n, train if n == "train" else noop, n) for n in names] + [Step("monitor", monitor, "m")]
+    monkeypatch.setattr(pipeline, "STEPS", steps)
+    ctx = pipeline.run_pipeline(settings, DAY)
+
+    assert windows == [settings.train_window_days, settings.retrain_window_days]
+    assert ctx.summary["train"]["run_id"] == "run-2"
+    assert ctx.summary["retrain"]["first_run"]["train"]["run_id"] == "run-1"
+    assert "retrain:train" in ctx.summary["steps"]
+
+
+def test_quiet_monitor_does_not_retrain(settings, monkeypatch) -> None:
+    trained: list[int] = []
+    steps = [
+        Step("train", lambda ctx: trained.append(1) or {"train": {"run_id": "r"}}, "t"),
+        Step("monitor", lambda ctx: {"drift": {"share": 0.1, "retrain_recommended": False}}, "m"),
+    ]
+    monkeypatch.setattr(pipeline, "STEPS", steps)
+    ctx = pipeline.run_pipeline(settings, DAY)
+    assert trained == [1]
+    assert "retrain" not in ctx.summary
