@@ -133,6 +133,28 @@ def pipeline_run(
     console.print(f"summary: {ctx.summary_path}")
 
 
+@pipeline_app.command("backfill")
+def pipeline_backfill(
+    start: Annotated[dt.datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First date (UTC).")],
+    end: Annotated[dt.datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last date (UTC), inclusive.")],
+    steps: Annotated[str | None, typer.Option(help="Comma-separated subset of steps.")] = None,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Run the pipeline for every date of a range, oldest first (re-running a date is idempotent)."""
+    from reco.progress import run_with_progress
+
+    settings = settings_for(workdir)
+    if end < start:
+        fail(RecoError(f"--from {start.date()} is after --to {end.date()}"))
+    day = start.date()
+    while day <= end.date():
+        try:
+            run_with_progress(settings, day, _parse_steps(steps), console)
+        except RecoError as error:
+            fail(error)
+        day += dt.timedelta(days=1)
+
+
 @pipeline_app.command("step")
 def pipeline_step(
     name: Annotated[str, typer.Argument(help="Step name (see `reco pipeline steps`).")],

@@ -243,17 +243,6 @@ def run_pipeline(
     return ctx
 
 
-def backfill(
-    settings: Settings, start: dt.date, end: dt.date, steps: Sequence[str] | None = None,
-    on_event: StepCallback | None = None,
-) -> list[RunContext]:
-    """Run the pipeline for every date from ``start`` to ``end`` inclusive, oldest first."""
-    if end < start:
-        raise RecoError(f"--from {start} is after --to {end}")
-    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    return [run_pipeline(settings, day, steps, on_event) for day in days]
-
-
 def run_single_step(settings: Settings, name: str, day: dt.date) -> RunContext:
     """Run one named step for one date, continuing the summary earlier steps wrote (Argo pods)."""
     ctx = RunContext(settings, day)
