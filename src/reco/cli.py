@@ -180,5 +180,17 @@ def pipeline_steps() -> None:
         console.print(f"[bold]{step.name}[/]  {step.description}")
 
 
+@app.command("runs")
+def runs(workdir: WorkdirOpt = None) -> None:
+    """Show every daily run of the workdir: gate decisions, metrics against baselines, drift."""
+    from reco.report import load_runs, metrics_table, runs_table
+
+    history = load_runs(settings_for(workdir))
+    if not history:
+        fail(RecoError("no runs yet: `reco pipeline run` first"))
+    console.print(runs_table(history))
+    console.print(metrics_table(history[-1]))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
