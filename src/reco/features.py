@@ -244,12 +244,17 @@ def build_features(
     """Compute and write the user and article snapshots of ``day`` (idempotent).
 
     Reads silver partitions D-29..D and the silver article table; writes one partition per
-    table for D. Raises ``NoDataError`` when D has no silver events and ``InputFileError``
-    when the article table is missing.
+    table for D. Raises ``NoDataError`` when the 30 days up to D hold no silver events and
+    ``InputFileError`` when the article table is missing.
     """
     started = time.perf_counter()
-    if not partition_files(settings.silver_events_dir, day):
-        raise NoDataError(f"no silver events for {day} under {settings.silver_events_dir}; run ingest first")
+    # A day without events of its own (e.g. only late arrivals landed) still has a snapshot:
+    # the users and articles of the days before it. Only an empty 30-day window is an error.
+    if not _window_files(settings, day, USER_WINDOW_DAYS):
+        raise NoDataError(
+            f"no silver events in the {USER_WINDOW_DAYS} days up to {day} under {settings.silver_events_dir}; "
+            "run ingest first"
+        )
     articles_path = settings.silver_articles_path
     if not articles_path.is_file():
         raise InputFileError(articles_path, "silver article table is missing; run ingest first")

@@ -226,8 +226,20 @@ def test_rebuild_is_idempotent(settings: Settings) -> None:
         assert [p.name for p in (feature_table_dir(settings, table) / f"date={D}").iterdir()] == ["part-0.parquet"]
 
 
+def test_a_day_without_events_still_gets_a_snapshot_of_the_window(settings: Settings) -> None:
+    write_silver(settings, [event(at(-3, 9), "u1", "a1", "click")], ARTICLES)
+    report = build_features(settings, D)
+    assert (report.users, report.articles) == (0, 0)  # nobody active on D itself
+    assert users_of(settings)["u1"]["clicks_7d"] == 1
+    assert articles_of(settings)["a1"]["views_24h"] == 0
+
+
 def test_missing_inputs_are_reported(settings: Settings) -> None:
     with pytest.raises(NoDataError):
+        build_features(settings, D)
+    old = pa.Table.from_pylist([event(at(-30, 9), "u1", "a1", "click")], schema=EVENT_SCHEMA)
+    replace_partition(old, settings.silver_events_dir, D - dt.timedelta(days=30))
+    with pytest.raises(NoDataError):  # only older than the 30-day window
         build_features(settings, D)
     replace_partition(
         pa.Table.from_pylist([event(at(0, 9), "u1", "a1", "click")], schema=EVENT_SCHEMA), settings.silver_events_dir, D
