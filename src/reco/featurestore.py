@@ -207,12 +207,17 @@ def historical_features(
     entity_df: pd.DataFrame,
     *,
     store: feast.FeatureStore | None = None,
+    features: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Point-in-time join of ``recommend_v1`` onto ``entity_df`` (training data).
 
     ``entity_df``: one row per (user_id, article_id, event_timestamp UTC), other columns pass
     through (e.g. the click label). Returns the same rows in the same order, plus every feature
-    of the service as of each row's timestamp (null where no snapshot within the TTL).
+    of the service as of each row's timestamp (null where no snapshot within the TTL); integer
+    features come back as float64 where a row has no snapshot.
+
+    ``features`` optionally narrows the service to some of its feature names: a ranker that
+    does not use ``recent_reads`` (up to 100 ids a row) joins ~40% faster without it.
     """
     missing = {"user_id", "article_id", "event_timestamp"} - set(entity_df.columns)
     if missing:
@@ -222,8 +227,14 @@ def historical_features(
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
     # Feast's join does not keep row order; this column restores it.
     frame["_reco_row"] = range(len(frame))
-    service = store.get_feature_service(FEATURE_SERVICE)
-    joined = store.get_historical_features(entity_df=frame, features=service).to_df()
+    wanted: FeatureService | list[str] = store.get_feature_service(FEATURE_SERVICE)
+    if features is not None:
+        refs = [ref for group in feature_refs(store).values() for ref in group]
+        unknown = set(features) - {ref.split(":", 1)[1] for ref in refs}
+        if unknown:
+            raise RecoError(f"not features of {FEATURE_SERVICE}: {', '.join(sorted(unknown))}")
+        wanted = [ref for ref in refs if ref.split(":", 1)[1] in set(features)]
+    joined = store.get_historical_features(entity_df=frame, features=wanted).to_df()
     joined = joined.sort_values("_reco_row", kind="stable").drop(columns="_reco_row").reset_index(drop=True)
     joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
     return joined

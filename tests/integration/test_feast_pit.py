@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from feature_scenario import CLICKS_7D, T1, T2, T3, VIEWS_24H, write_scenario
 
+from reco.errors import RecoError
 from reco.featurestore import apply_and_materialize, get_store, historical_features
 from reco.settings import Settings
 
@@ -78,3 +79,12 @@ def test_unknown_entities_and_a_reused_store(built: Settings) -> None:
     out = historical_features(built, entity_df, store=store)
     assert out["clicks_7d"].isna().iloc[0] and out["ctr_24h"].isna().iloc[0]
     assert out.loc[1, "clicks_7d"] == 0 and out.loc[1, "category"] == "politics"
+
+
+def test_a_subset_of_the_service_can_be_joined(built: Settings) -> None:
+    entity_df = pd.DataFrame({"user_id": ["u1"], "article_id": ["a1"], "event_timestamp": [T3]})
+    out = historical_features(built, entity_df, features=["clicks_7d", "ctr_24h"])
+    assert list(out.columns) == ["user_id", "article_id", "event_timestamp", "clicks_7d", "ctr_24h"]
+    assert out.loc[0, "clicks_7d"] == CLICKS_7D[T3]
+    with pytest.raises(RecoError, match="nope"):
+        historical_features(built, entity_df, features=["nope"])
