@@ -1,0 +1,812 @@
+"""The served two-stage recommender: what offline evaluation scores is exactly what the service runs.
+
+One request (``TwoStageModel.recommend``):
+
+1. **user vector**: trained ALS factors for a known user; for a user unseen at training time but
+   with recent reads, factors by *fold-in* (the closed-form least-squares solve of implicit's
+   ``recalculate_user``, done here in numpy so serving does not need ``implicit``).
+2. **candidates** from four sources, each capped by ``RuleSettings``: ALS exact top-N (one BLAS
+   matrix-vector product over the eligible articles), fresh-popular, newest, and newest in the
+   user's favourite categories. The last two are why an article published this morning, which no
+   collaborative model has seen, can still be recommended.
+3. **filters**: already read (training history and ``recent_reads``), the request's ``exclude``,
+   unpublished (``published_at > now``) and expired (older than ``max_age_hours``).
+4. **ranker**: a logistic model over user stats, article stats, age at ``now``, user–category
+   affinity and the ALS score (``ranker_features`` is shared with training, so rows are built
+   by the same code in both places).
+5. **rules**: freshness decay with a half-life, at most ``max_per_category`` per category in the
+   top k, pinned items at fixed positions.
+
+Cold start (no factors, no category history): fresh-popular, per ``category`` when given, with
+reason ``cold_start``.
+
+Stable interface for the service (see also ``load_model``)::
+
+    articles = ArticleFeatures.from_frame(article_stats_df)   # once per catalogue refresh
+    model = load_model(settings)                               # model.version = registry version
+    items = model.recommend(user_id, k=10, now=now_utc, user_features=row_or_None,
+                            articles=articles, exclude=(), category=None, pinned={0: "a1"})
+
+All timestamps are UTC; ``now`` must be timezone-aware. Ages are in hours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from reco.errors import RecoError
+from reco.settings import Settings
+
+# Candidate sources, by priority when an article comes from several (the first one is its reason).
+SOURCES: tuple[str, ...] = ("als", "category_fresh", "fresh", "popular")
+_SRC_BIT = {name: 1 << i for i, name in enumerate(SOURCES)}
+
+# Names of the ranker's input columns, in order. Training and serving both call ranker_features.
+RANKER_FEATURES: tuple[str, ...] = (
+    "als_score",
+    "has_factors",
+    "log_views_24h",
+    "log_clicks_24h",
+    "ctr_24h_smoothed",
+    "read_time_min",
+    "age_days",
+    "log_age_hours",
+    "category_affinity",
+    "is_top_category",
+    "u_log_clicks_7d",
+    "u_read_ratio_7d",
+    "u_log_session_s",
+    "affinity_x_activity",
+    "cold_x_log_clicks",
+)
+
+PYFUNC_ARTIFACT = "two_stage"
+MODEL_ARTIFACT_NAME = "model"
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """Business rules and candidate budgets, stored inside the model (hours, counts)."""
+
+    half_life_hours: float = 24.0
+    max_age_hours: float = 72.0
+    max_per_category: int = 4
+    n_als: int = 200
+    n_popular: int = 60
+    n_fresh: int = 40
+    n_category_fresh: int = 20
+    n_top_categories: int = 3
+    # Cold-start score is (clicks_24h + prior) · decay: the prior lets a brand-new article compete.
+    popularity_prior: float = 1.0
+
+
+@dataclass
+class RecItem:
+    """One recommended article with its score (higher is better) and why it is there."""
+
+    article_id: str
+    score: float
+    reason: str
+
+
+def epoch_seconds(values: Any) -> np.ndarray:
+    """UTC timestamps (datetime64, tz-aware Series, datetimes) -> float64 seconds since the epoch."""
+    series = pd.to_datetime(pd.Series(values), utc=True)
+    out = series.to_numpy(dtype="datetime64[us]").astype(np.int64).astype(np.float64) / 1e6
+    return np.asarray(out, dtype=np.float64)
+
+
+def _now_seconds(now: dt.datetime) -> float:
+    if now.tzinfo is None:
+        raise RecoError("`now` must be a timezone-aware UTC datetime")
+    return now.timestamp()
+
+
+@dataclass
+class ArticleFeatures:
+    """The catalogue as aligned columns, sorted by ``published_at`` (oldest first), so a request
+    slices the eligible window with two binary searches instead of touching pandas per item.
+
+    Shapes: every array is (n_articles,). ``published_s`` is UTC seconds since the epoch;
+    ``category_codes`` index into ``categories``. Missing stats (an article without traffic yet)
+    are 0.
+    """
+
+    article_ids: np.ndarray
+    category_codes: np.ndarray
+    categories: tuple[str, ...]
+    published_s: np.ndarray
+    views_24h: np.ndarray
+    clicks_24h: np.ndarray
+    avg_read_time_s: np.ndarray
+    index: dict[str, int] = field(default_factory=dict, repr=False)
+    # Per-model alignment (article row -> model item) computed once per catalogue; keyed by model uid.
+    _aligned: dict[str, _Aligned] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.index:
+            self.index = {a: i for i, a in enumerate(self.article_ids.tolist())}
+        self._category_index = {c: i for i, c in enumerate(self.categories)}
+
+    def __len__(self) -> int:
+        return int(self.article_ids.shape[0])
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> ArticleFeatures:
+        """Build from article_stats rows (online or offline store) or silver articles joined with them.
+
+        Needs ``article_id``, ``category``, ``published_at``; uses ``views_24h``, ``clicks_24h``,
+        ``avg_read_time_s`` when present. One row per article (the last one wins).
+        """
+        missing = {"article_id", "category", "published_at"} - set(frame.columns)
+        if missing:
+            raise RecoError(f"article features lack column(s) {sorted(missing)}")
+        df = frame.drop_duplicates("article_id", keep="last")
+        df = df[df["published_at"].notna() & df["category"].notna()]
+        published = epoch_seconds(df["published_at"])
+        order = np.argsort(published, kind="stable")
+        categories = tuple(sorted(df["category"].astype(str).unique().tolist()))
+        cat_index = {c: i for i, c in enumerate(categories)}
+
+        def column(name: str) -> np.ndarray:
+            if name not in df.columns:
+                return np.zeros(len(df), dtype=np.float32)
+            values = pd.to_numeric(df[name], errors="coerce").fillna(0.0).to_numpy(dtype=np.float32)
+            return values[order]
+
+        return cls(
+            article_ids=df["article_id"].astype(str).to_numpy()[order].astype(object),
+            category_codes=np.array([cat_index[c] for c in df["category"].astype(str)], dtype=np.int32)[order],
+            categories=categories,
+            published_s=published[order],
+            views_24h=column("views_24h"),
+            clicks_24h=column("clicks_24h"),
+            avg_read_time_s=column("avg_read_time_s"),
+        )
+
+    def category_code(self, category: str) -> int:
+        """Code of a category name, -1 when the catalogue has none of it."""
+        return self._category_index.get(category, -1)
+
+    def window(self, now_s: float, max_age_hours: float) -> tuple[int, int]:
+        """Rows [lo, hi) published in (now - max_age, now]: the eligible, already published ones."""
+        lo = int(np.searchsorted(self.published_s, now_s - max_age_hours * 3600.0, side="left"))
+        hi = int(np.searchsorted(self.published_s, now_s, side="right"))
+        return lo, hi
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "article_ids": self.article_ids.astype(str),
+            "category_codes": self.category_codes,
+            "categories": np.array(self.categories, dtype=str),
+            "published_s": self.published_s,
+            "views_24h": self.views_24h,
+            "clicks_24h": self.clicks_24h,
+            "avg_read_time_s": self.avg_read_time_s,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ArticleFeatures:
+        return cls(
+            article_ids=np.asarray(arrays["article_ids"]).astype(object),
+            category_codes=np.asarray(arrays["category_codes"], dtype=np.int32),
+            categories=tuple(str(c) for c in arrays["categories"]),
+            published_s=np.asarray(arrays["published_s"], dtype=np.float64),
+            views_24h=np.asarray(arrays["views_24h"], dtype=np.float32),
+            clicks_24h=np.asarray(arrays["clicks_24h"], dtype=np.float32),
+            avg_read_time_s=np.asarray(arrays["avg_read_time_s"], dtype=np.float32),
+        )
+
+
+@dataclass
+class _Aligned:
+    """One model's view of one catalogue: item factors in article order (zeros where unknown)."""
+
+    item_of_article: np.ndarray  # (n_articles,) int32, model item index or -1
+    article_of_item: np.ndarray  # (n_items,) int32, article row or -1
+    factors: np.ndarray  # (n_articles, n_factors) float32
+    known: np.ndarray  # (n_articles,) bool
+
+
+@dataclass
+class LinearRanker:
+    """Logistic ranker as plain arrays: p = sigmoid(((x - mean) / scale) · coef + intercept).
+
+    Kept as numpy (not a pickled scikit-learn object) so a request costs one small matrix product
+    and the artifact loads anywhere.
+    """
+
+    feature_names: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """x: (n, n_features) -> click probabilities (n,)."""
+        z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def ranker_features(
+    *,
+    als_score: Any,
+    has_factors: Any,
+    views_24h: Any,
+    clicks_24h: Any,
+    avg_read_time_s: Any,
+    age_hours: Any,
+    affinity: Any,
+    is_top_category: Any,
+    clicks_7d: Any,
+    read_ratio_7d: Any,
+    avg_session_len_s: Any,
+) -> np.ndarray:
+    """The ranker's input matrix (n, len(RANKER_FEATURES)), float64, from per-row arrays or scalars
+    (scalars broadcast: serving passes one user's stats as scalars, training passes columns).
+    Ages in hours, times in seconds; NaN inputs count as 0."""
+    cols = [
+        als_score,
+        has_factors,
+        views_24h,
+        clicks_24h,
+        avg_read_time_s,
+        age_hours,
+        affinity,
+        is_top_category,
+        clicks_7d,
+        read_ratio_7d,
+        avg_session_len_s,
+    ]
+    arrays = np.broadcast_arrays(*[np.nan_to_num(np.asarray(c, dtype=np.float64)) for c in cols])
+    als, has, views, clicks, read_s, age, aff, top, u_clicks, u_ratio, u_session = arrays
+    views = np.maximum(views, 0.0)
+    clicks = np.maximum(clicks, 0.0)
+    age = np.maximum(age, 0.0)
+    u_log_clicks = np.log1p(np.maximum(u_clicks, 0.0))
+    log_clicks = np.log1p(clicks)
+    return np.column_stack(
+        [
+            als,
+            has,
+            np.log1p(views),
+            log_clicks,
+            # Smoothed towards a 5% prior so an article with 1 view and 1 click is not a 100% CTR.
+            (clicks + 1.0) / (views + 20.0),
+            np.minimum(np.maximum(read_s, 0.0), 900.0) / 60.0,
+            age / 24.0,
+            np.log1p(age),
+            aff,
+            top,
+            u_log_clicks,
+            u_ratio,
+            np.log1p(np.maximum(u_session, 0.0)),
+            aff * u_log_clicks,
+            (1.0 - has) * log_clicks,
+        ]
+    )
+
+
+def category_affinity(user_features: Mapping[str, Any] | None) -> dict[str, float]:
+    """The user's share of clicks per category (sums to 1), from ``category_clicks``.
+
+    Accepts what the stores give back: a dict, a list of (key, value) pairs or of
+    {"key"/"category", "value"/"clicks"} records (Arrow maps and structs), or a JSON string.
+    """
+    if not user_features:
+        return {}
+    raw = user_features.get("category_clicks")
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+    counts: dict[str, float] = {}
+    if isinstance(raw, Mapping):
+        items: Iterable[Any] = raw.items()
+    else:
+        items = list(raw)
+    for entry in items:
+        if isinstance(entry, Mapping):
+            key = entry.get("key", entry.get("category"))
+            value = entry.get("value", entry.get("clicks", entry.get("count", 0)))
+        else:
+            key, value = entry[0], entry[1]
+        if key is None:
+            continue
+        try:
+            counts[str(key)] = counts.get(str(key), 0.0) + float(value or 0.0)
+        except (TypeError, ValueError):
+            continue
+    total = sum(v for v in counts.values() if v > 0)
+    return {k: v / total for k, v in counts.items() if v > 0} if total > 0 else {}
+
+
+def recent_reads(user_features: Mapping[str, Any] | None) -> list[str]:
+    """The user's recent reads (most recent first) as a list of article ids."""
+    if not user_features:
+        return []
+    raw = user_features.get("recent_reads")
+    if raw is None or isinstance(raw, float):
+        return []
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = [s for s in raw.split(",") if s]
+        return [str(a) for a in parsed]
+    return [str(a) for a in list(raw)]
+
+
+def _user_scalar(user_features: Mapping[str, Any] | None, name: str) -> float:
+    if not user_features:
+        return 0.0
+    value = user_features.get(name)
+    try:
+        out = float(value) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0 if math.isnan(out) else out
+
+
+def _top_indices(values: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n largest finite values, unordered (argpartition: O(len))."""
+    finite = np.flatnonzero(np.isfinite(values))
+    if finite.size <= n:
+        return finite
+    part = np.argpartition(values[finite], -n)[-n:]
+    return finite[part]
+
+
+@dataclass
+class TwoStageModel:
+    """ALS retrieval + extra candidate sources + logistic ranker + rules (see the module docstring).
+
+    Shapes: ``user_factors`` (n_users, f) and ``item_factors`` (n_items, f) float32, rows aligned to
+    ``user_ids`` / ``item_ids``; ``history_indptr`` (n_users + 1,) / ``history_items`` (nnz,) the
+    training interactions as CSR (for the already-read filter); ``popularity`` (n_items,) the
+    recency-weighted popularity at ``trained_until``; ``item_users`` (n_items,) distinct training
+    users per item (novelty). ``catalog`` is the article snapshot used when a caller passes none
+    (the pyfunc's self-contained predict).
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    history_indptr: np.ndarray
+    history_items: np.ndarray
+    popularity: np.ndarray
+    item_users: np.ndarray
+    regularization: float
+    alpha: float
+    fold_in_confidence: float
+    rules: RuleSettings = field(default_factory=RuleSettings)
+    ranker: LinearRanker | None = None
+    catalog: ArticleFeatures | None = None
+    trained_until: str = ""
+    fingerprint: str = ""
+    version: str = ""
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        self.user_index: dict[str, int] = {u: i for i, u in enumerate(self.user_ids.tolist())}
+        self.item_index: dict[str, int] = {a: i for i, a in enumerate(self.item_ids.tolist())}
+        y = self.item_factors.astype(np.float64)
+        # Gram matrix of the item factors, shared by every fold-in solve: (f, f) float64.
+        self._yty = y.T @ y
+        self._eye_reg = self.regularization * np.eye(self.n_factors)
+
+    @property
+    def n_factors(self) -> int:
+        return int(self.item_factors.shape[1])
+
+    # -- retrieval ---------------------------------------------------------------------------
+
+    def fold_in(self, article_ids: Sequence[str]) -> np.ndarray | None:
+        """Factors (f,) for an unseen user from the articles they read, or None if none is known.
+
+        Solves (YᵀY + λI + Σ_i (c_i − 1) y_i y_iᵀ) x = Σ_i c_i y_i over the read items i, with
+        c_i = alpha · (fold_in_confidence × times read): implicit's ``recalculate_user`` in closed form.
+        """
+        counts: dict[int, float] = {}
+        for article in article_ids:
+            item = self.item_index.get(article)
+            if item is not None:
+                counts[item] = counts.get(item, 0.0) + self.fold_in_confidence
+        if not counts:
+            return None
+        items = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        conf = self.alpha * np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        y = self.item_factors[items].astype(np.float64)
+        a = self._yty + self._eye_reg + (y.T * (conf - 1.0)) @ y
+        b = y.T @ conf
+        return np.linalg.solve(a, b).astype(np.float32)
+
+    def user_vector(self, user_id: str, user_features: Mapping[str, Any] | None) -> tuple[np.ndarray | None, str]:
+        """(factors or None, how): trained for a known user, fold-in for a new one with reads."""
+        row = self.user_index.get(user_id)
+        if row is not None:
+            return self.user_factors[row], "known"
+        reads = recent_reads(user_features)
+        if reads:
+            vector = self.fold_in(reads)
+            if vector is not None:
+                return vector, "fold_in"
+        return None, "none"
+
+    def history(self, user_id: str) -> np.ndarray:
+        """Model item indices the user interacted with in training (empty for unknown users)."""
+        row = self.user_index.get(user_id)
+        if row is None:
+            return np.empty(0, dtype=np.int32)
+        return self.history_items[self.history_indptr[row] : self.history_indptr[row + 1]]
+
+    def _align(self, articles: ArticleFeatures) -> _Aligned:
+        aligned = articles._aligned.get(self.uid)
+        if aligned is None:
+            item_of_article = np.array(
+                [self.item_index.get(a, -1) for a in articles.article_ids.tolist()], dtype=np.int32
+            )
+            known = item_of_article >= 0
+            factors = np.zeros((len(articles), self.n_factors), dtype=np.float32)
+            factors[known] = self.item_factors[item_of_article[known]]
+            article_of_item = np.full(len(self.item_ids), -1, dtype=np.int32)
+            article_of_item[item_of_article[known]] = np.flatnonzero(known).astype(np.int32)
+            aligned = _Aligned(item_of_article, article_of_item, factors, known)
+            articles._aligned[self.uid] = aligned
+        return aligned
+
+    # -- the request -------------------------------------------------------------------------
+
+    def recommend(
+        self,
+        user_id: str,
+        *,
+        k: int,
+        now: dt.datetime,
+        user_features: Mapping[str, Any] | None,
+        articles: ArticleFeatures,
+        exclude: Collection[str] = (),
+        category: str | None = None,
+        pinned: Mapping[int, str] | None = None,
+    ) -> list[RecItem]:
+        """Top-k articles for one user at ``now`` (UTC, tz-aware); see the module docstring.
+
+        ``user_features`` is the user's user_stats row (or None); ``category`` restricts results to
+        one category (a section page); ``pinned`` maps 0-based positions to article ids placed there
+        whatever the model thinks (editorial override, not filtered).
+        """
+        if k <= 0:
+            return []
+        rules = self.rules
+        now_s = _now_seconds(now)
+        aligned = self._align(articles)
+        lo, hi = articles.window(now_s, rules.max_age_hours)
+        pinned = dict(pinned or {})
+        pinned_ids = set(pinned.values())
+
+        # Eligibility inside the window: not read, not excluded, in the requested category.
+        ok = np.ones(hi - lo, dtype=bool)
+        blocked = [articles.index.get(a, -1) for a in (*recent_reads(user_features), *exclude, *pinned_ids)]
+        hist = self.history(user_id)
+        if hist.size:
+            blocked.extend(aligned.article_of_item[hist].tolist())
+        for row in blocked:
+            if lo <= row < hi:
+                ok[row - lo] = False
+        codes = articles.category_codes[lo:hi]
+        if category is not None:
+            ok &= codes == articles.category_code(category)
+        idx = np.flatnonzero(ok) + lo
+        n_slots = max(k - len(pinned), 0)
+        if idx.size == 0 or n_slots == 0:
+            return self._place_pinned([], pinned, k)
+
+        age_h = (now_s - articles.published_s[idx]) / 3600.0
+        decay = np.exp2(-age_h / rules.half_life_hours)
+        clicks = articles.clicks_24h[idx]
+        x, _how = self.user_vector(user_id, user_features)
+        affinity = category_affinity(user_features)
+
+        if x is None and not affinity:
+            score = (clicks + rules.popularity_prior) * decay
+            order = np.argsort(-score, kind="stable")
+            ranked = [(int(idx[i]), float(score[i]), "cold_start") for i in order]
+            return self._place_pinned(self._diversify(ranked, articles, n_slots, pinned_ids), pinned, k)
+
+        # Candidate generation: bitmask of sources per eligible article.
+        sources = np.zeros(idx.size, dtype=np.int8)
+        als = np.zeros(idx.size, dtype=np.float32)
+        if x is not None:
+            als = aligned.factors[idx] @ x
+            known = aligned.known[idx]
+            sources[_top_indices(np.where(known, als, -np.inf), rules.n_als)] |= _SRC_BIT["als"]
+        sources[_top_indices((clicks + rules.popularity_prior) * decay, rules.n_popular)] |= _SRC_BIT["popular"]
+        published = articles.published_s[idx]
+        sources[_top_indices(published, rules.n_fresh)] |= _SRC_BIT["fresh"]
+        top_cats = sorted(affinity, key=lambda c: (-affinity[c], c))[: rules.n_top_categories]
+        if category is not None:
+            top_cats = [category]
+        cand_codes = codes[idx - lo]
+        for cat in top_cats:
+            code = articles.category_code(cat)
+            if code >= 0:
+                sources[_top_indices(np.where(cand_codes == code, published, -np.inf), rules.n_category_fresh)] |= (
+                    _SRC_BIT["category_fresh"]
+                )
+        cand = np.flatnonzero(sources)
+        rows = idx[cand]
+
+        # Ranking: shared feature builder, logistic ranker (or the ALS + popularity fallback), decay.
+        top_category = str(user_features.get("top_category") or "") if user_features else ""
+        cat_names = np.array(articles.categories, dtype=object)[articles.category_codes[rows]]
+        aff = np.array([affinity.get(c, 0.0) for c in cat_names], dtype=np.float64)
+        feats = ranker_features(
+            als_score=als[cand],
+            has_factors=1.0 if x is not None else 0.0,
+            views_24h=articles.views_24h[rows],
+            clicks_24h=clicks[cand],
+            avg_read_time_s=articles.avg_read_time_s[rows],
+            age_hours=age_h[cand],
+            affinity=aff,
+            is_top_category=(cat_names == top_category).astype(np.float64) if top_category else 0.0,
+            clicks_7d=_user_scalar(user_features, "clicks_7d"),
+            read_ratio_7d=_user_scalar(user_features, "read_ratio_7d"),
+            avg_session_len_s=_user_scalar(user_features, "avg_session_len_s"),
+        )
+        score = self._score(feats) * decay[cand]
+        order = np.argsort(-score, kind="stable")
+        src = sources[cand]
+        ranked = [(int(rows[i]), float(score[i]), _reason(int(src[i]))) for i in order]
+        return self._place_pinned(self._diversify(ranked, articles, n_slots, pinned_ids), pinned, k)
+
+    def _score(self, feats: np.ndarray) -> np.ndarray:
+        if self.ranker is not None:
+            return self.ranker.predict(feats)
+        # No ranker (e.g. a click log without impressions): ALS decides, popularity and affinity break ties.
+        als, log_clicks, affinity = feats[:, 0], feats[:, 3], feats[:, 8]
+        return 1.0 / (1.0 + np.exp(-(4.0 * als + 0.3 * log_clicks + affinity - 2.0)))
+
+    def _diversify(
+        self, ranked: list[tuple[int, float, str]], articles: ArticleFeatures, n: int, pinned_ids: set[str]
+    ) -> list[RecItem]:
+        """Best-first selection with at most ``max_per_category`` per category (pinned items count).
+        If the candidates cannot fill ``n`` within the cap, the best skipped ones fill the rest."""
+        cap = self.rules.max_per_category
+        per_cat: dict[int, int] = {}
+        for pid in pinned_ids:
+            row = articles.index.get(pid)
+            if row is not None:
+                code = int(articles.category_codes[row])
+                per_cat[code] = per_cat.get(code, 0) + 1
+        chosen: list[tuple[int, float, str]] = []
+        skipped: list[tuple[int, float, str]] = []
+        for entry in ranked:
+            if len(chosen) >= n:
+                break
+            code = int(articles.category_codes[entry[0]])
+            if cap > 0 and per_cat.get(code, 0) >= cap:
+                skipped.append(entry)
+                continue
+            per_cat[code] = per_cat.get(code, 0) + 1
+            chosen.append(entry)
+        if len(chosen) < n:
+            chosen.extend(skipped[: n - len(chosen)])
+            chosen.sort(key=lambda e: -e[1])
+        ids = articles.article_ids
+        return [RecItem(str(ids[row]), score, reason) for row, score, reason in chosen]
+
+    @staticmethod
+    def _place_pinned(items: list[RecItem], pinned: Mapping[int, str], k: int) -> list[RecItem]:
+        if not pinned:
+            return items[:k]
+        out = list(items)
+        top = max((i.score for i in items), default=1.0)
+        for position in sorted(pinned):
+            out.insert(max(0, min(position, len(out))), RecItem(pinned[position], top, "pinned"))
+        return out[:k]
+
+    # -- baselines on the same data (evaluation) ---------------------------------------------
+
+    def recommend_als(self, user_id: str, *, k: int, user_features: Mapping[str, Any] | None) -> list[str]:
+        """ALS retrieval alone: top-k trained items by factor score, already-read removed; users
+        without factors get the popularity list (so ALS is judged on ranking, not on reach)."""
+        x, _ = self.user_vector(user_id, user_features)
+        if x is None:
+            return self.recommend_popular(user_id, k=k, user_features=user_features)
+        scores = self.item_factors @ x
+        return self._top_items(scores, user_id, k, user_features)
+
+    def recommend_popular(self, user_id: str, *, k: int, user_features: Mapping[str, Any] | None) -> list[str]:
+        """Recency-weighted popularity at training end, already-read removed."""
+        return self._top_items(self.popularity.astype(np.float32, copy=True), user_id, k, user_features)
+
+    def _top_items(
+        self, scores: np.ndarray, user_id: str, k: int, user_features: Mapping[str, Any] | None
+    ) -> list[str]:
+        scores = np.array(scores, dtype=np.float32, copy=True)
+        scores[self.history(user_id)] = -np.inf
+        for article in recent_reads(user_features):
+            item = self.item_index.get(article)
+            if item is not None:
+                scores[item] = -np.inf
+        top = _top_indices(scores, k)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [str(self.item_ids[i]) for i in top]
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> Path:
+        """Write the model as ``arrays.npz`` + ``model.json`` (no pickle) into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "user_ids": self.user_ids.astype(str),
+            "item_ids": self.item_ids.astype(str),
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+            "history_indptr": self.history_indptr,
+            "history_items": self.history_items,
+            "popularity": self.popularity,
+            "item_users": self.item_users,
+        }
+        if self.ranker is not None:
+            arrays |= {
+                "ranker_mean": self.ranker.mean,
+                "ranker_scale": self.ranker.scale,
+                "ranker_coef": self.ranker.coef,
+            }
+        if self.catalog is not None:
+            arrays |= {f"catalog_{k}": v for k, v in self.catalog.to_arrays().items()}
+        save_npz: Any = np.savez  # numpy's stub types **kwds as bool
+        save_npz(directory / "arrays.npz", **arrays)
+        meta = {
+            "regularization": self.regularization,
+            "alpha": self.alpha,
+            "fold_in_confidence": self.fold_in_confidence,
+            "rules": dataclasses.asdict(self.rules),
+            "ranker": None
+            if self.ranker is None
+            else {"feature_names": list(self.ranker.feature_names), "intercept": self.ranker.intercept},
+            "trained_until": self.trained_until,
+            "fingerprint": self.fingerprint,
+        }
+        (directory / "model.json").write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> TwoStageModel:
+        meta = json.loads((directory / "model.json").read_text())
+        with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        ranker = None
+        if meta["ranker"] is not None:
+            ranker = LinearRanker(
+                tuple(meta["ranker"]["feature_names"]),
+                arrays["ranker_mean"],
+                arrays["ranker_scale"],
+                arrays["ranker_coef"],
+                float(meta["ranker"]["intercept"]),
+            )
+        catalog = None
+        if "catalog_article_ids" in arrays:
+            catalog = ArticleFeatures.from_arrays(
+                {k.removeprefix("catalog_"): v for k, v in arrays.items() if k.startswith("catalog_")}
+            )
+        return cls(
+            user_ids=arrays["user_ids"].astype(object),
+            item_ids=arrays["item_ids"].astype(object),
+            user_factors=arrays["user_factors"],
+            item_factors=arrays["item_factors"],
+            history_indptr=arrays["history_indptr"],
+            history_items=arrays["history_items"],
+            popularity=arrays["popularity"],
+            item_users=arrays["item_users"],
+            regularization=float(meta["regularization"]),
+            alpha=float(meta["alpha"]),
+            fold_in_confidence=float(meta["fold_in_confidence"]),
+            rules=RuleSettings(**meta["rules"]),
+            ranker=ranker,
+            catalog=catalog,
+            trained_until=meta.get("trained_until", ""),
+            fingerprint=meta.get("fingerprint", ""),
+        )
+
+
+def _reason(bits: int) -> str:
+    for name in SOURCES:
+        if bits & _SRC_BIT[name]:
+            return name
+    return "popular"
+
+
+# -- MLflow ------------------------------------------------------------------------------------
+
+PREDICT_COLUMNS: tuple[str, ...] = ("user_id", "rank", "article_id", "score", "reason")
+
+
+class TwoStagePyfunc(PythonModel):
+    """MLflow pyfunc around ``TwoStageModel``; the model itself lives in the ``two_stage`` artifact.
+
+    ``predict`` takes one request per row — ``user_id`` (str), ``k`` (int), ``now`` (UTC
+    timestamp), optional ``category`` (str) — and returns one row per recommendation with
+    PREDICT_COLUMNS. Being self-contained, it serves from the article snapshot and the user
+    histories the model was trained with; the live service calls ``recommend`` with fresh
+    online features instead (``unwrap_python_model().model``).
+    """
+
+    def __init__(self) -> None:
+        self.model: TwoStageModel | None = None
+
+    def load_context(self, context: Any) -> None:
+        self.model = TwoStageModel.load(Path(context.artifacts[PYFUNC_ARTIFACT]))
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        if self.model is None:
+            self.load_context(context)
+        model = self.model
+        assert model is not None
+        if model.catalog is None:
+            raise RecoError("this model carries no article catalogue; call recommend() with articles")
+        frame = pd.DataFrame(model_input)
+        rows: list[dict[str, Any]] = []
+        for request in frame.to_dict("records"):
+            now = pd.Timestamp(str(request.get("now")))
+            now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+            user_id = str(request["user_id"])
+            category = request.get("category")
+            history = [str(model.item_ids[i]) for i in model.history(user_id)]
+            items = model.recommend(
+                user_id,
+                k=int(request.get("k") or 10),
+                now=now.to_pydatetime(),
+                user_features={"recent_reads": history} if history else None,
+                articles=model.catalog,
+                category=str(category) if isinstance(category, str) and category else None,
+            )
+            rows += [
+                {"user_id": user_id, "rank": r, "article_id": i.article_id, "score": i.score, "reason": i.reason}
+                for r, i in enumerate(items, start=1)
+            ]
+        return pd.DataFrame(rows, columns=list(PREDICT_COLUMNS))
+
+
+def load_model(settings: Settings, alias: str = "champion") -> TwoStageModel:
+    """The registered model behind ``alias`` (``models:/<model_name>@<alias>``), with ``.version`` set.
+
+    The alias is resolved to a version first and that version is loaded, so the version reported
+    is the one actually loaded even if the alias moves meanwhile.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(settings.model_name, alias)
+    except MlflowException as error:
+        raise RecoError(
+            f"no model {settings.model_name}@{alias} in {settings.tracking_uri}: run the pipeline first"
+        ) from error
+    loaded = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
+    wrapper = loaded.unwrap_python_model()
+    model = wrapper.model if isinstance(wrapper, TwoStagePyfunc) else None
+    if model is None:
+        raise RecoError(f"{settings.model_name} version {version.version} is not a two-stage model")
+    model.version = str(version.version)
+    return model
