@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,13 @@ DateOpt = Annotated[
     dt.datetime | None,
     typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (UTC); default: the latest day with events."),
 ]
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    # Third-party deprecation notices (ibis inside Feast, Litestar) are noise to a CLI user, not their problem.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def settings_for(workdir: Path | None) -> Settings:
