@@ -328,8 +328,9 @@ def _ts_expr(name: str, cols: dict[str, pa.DataType | None]) -> str:
         return _epoch_from_double(f"CAST({col} AS DOUBLE)")
     # Text (already trimmed): ISO-8601 first, the common case; COALESCE only tries numbers on the rest.
     as_int, as_double = f"TRY_CAST({col} AS BIGINT)", f"TRY_CAST({col} AS DOUBLE)"
+    # Integers only through the exact path: DuckDB would round '1.5' to a BIGINT without complaint.
     return f"""COALESCE(TRY_CAST({col} AS TIMESTAMPTZ), CASE
-        WHEN {as_int} IS NOT NULL THEN {_epoch_from_int(as_int)}
+        WHEN regexp_full_match({col}, '[+-]?[0-9]+') AND {as_int} IS NOT NULL THEN {_epoch_from_int(as_int)}
         WHEN {as_double} IS NOT NULL THEN {_epoch_from_double(as_double)} END)"""
 
 
