@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +131,14 @@ def get_store(settings: Settings, online: OnlineKind | None = None) -> feast.Fea
 
 
 @contextlib.contextmanager
+def _quiet_deprecations() -> Iterator[None]:
+    """ibis calls a duckdb API that duckdb 2 deprecates, once per query: noise to a pipeline user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+@contextlib.contextmanager
 def _environ(values: Mapping[str, str]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -191,7 +200,8 @@ def apply_and_materialize(settings: Settings, day: dt.date, online: OnlineKind |
     store.apply(objects)
     built = list_dates(feature_table_dir(settings, USER_TABLE)) + list_dates(feature_table_dir(settings, ARTICLE_TABLE))
     start, end = snapshot_ts(day), snapshot_ts(max([day, *built]))
-    store.materialize(start_date=start, end_date=end)
+    with _quiet_deprecations():
+        store.materialize(start_date=start, end_date=end)
     return {
         "applied": sorted(f"{type(obj).__name__}:{obj.name}" for obj in objects),
         "materialized_start": start.isoformat(),
@@ -234,7 +244,8 @@ def historical_features(
         if unknown:
             raise RecoError(f"not features of {FEATURE_SERVICE}: {', '.join(sorted(unknown))}")
         wanted = [ref for ref in refs if ref.split(":", 1)[1] in set(features)]
-    joined = store.get_historical_features(entity_df=frame, features=wanted).to_df()
+    with _quiet_deprecations():
+        joined = store.get_historical_features(entity_df=frame, features=wanted).to_df()
     joined = joined.sort_values("_reco_row", kind="stable").drop(columns="_reco_row").reset_index(drop=True)
     joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
     return joined
