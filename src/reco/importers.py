@@ -62,7 +62,14 @@ from reco.errors import InputFileError, RecoError
 from reco.lake import append_batch, write_atomic
 from reco.schemas import EVENT_SCHEMA
 from reco.settings import Settings
-from reco.validate import count_reasons, merge_counts, parse_timestamps, validate_articles, validate_events
+from reco.validate import (
+    count_reasons,
+    merge_counts,
+    parse_timestamps,
+    sql_cursor,
+    validate_articles,
+    validate_events,
+)
 
 EVENT_REQUIRED: tuple[str, ...] = ("user_id", "article_id", "ts")
 ARTICLE_REQUIRED: tuple[str, ...] = ("article_id", "published_at", "category", "title")
@@ -72,7 +79,7 @@ MIND_PUBLISHED_LEAD = dt.timedelta(hours=1)
 # Rows per batch: large enough for vectorised work, small enough to bound memory (~0.5 GiB per batch).
 BATCH_ROWS = 1_000_000
 # CSV block size in bytes (the pyarrow streaming reader reads one block at a time).
-CSV_BLOCK_BYTES = 64 << 20
+CSV_BLOCK_BYTES = 32 << 20
 
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -420,8 +427,7 @@ def _derived_ids(table: pa.Table) -> pa.Array:
     parts = ", ".join(
         f"coalesce(CAST({_ident(name)} AS VARCHAR), '')" if name in table.column_names else "''" for name in fields
     )
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
+    con = sql_cursor()
     try:
         con.register("src", table)
         result = con.sql(f"SELECT 'ev-' || left(md5(concat_ws(chr(31), {parts})), 24) AS id FROM src").to_arrow_table()
