@@ -10,13 +10,14 @@ memory stays bounded by one day of traffic):
   taste vector (so users with similar tastes click the same articles *within* a category, which only
   collaborative filtering can learn) and heavy-tailed activity (lognormal sessions per day).
 * **Sessions** at diurnal hours; each shows one or more slates of ``SLATE_SIZE`` articles ranked by a
-  stochastic **logging policy** (Plackett-Luce over a popularity + recency + stale-category score mixed
+  stochastic **logging policy** (Plackett-Luce over a popularity + recency + user-category score mixed
   with uniform exploration), whose per-slot probability is logged as ``propensity``.
 * **Clicks** = position bias ``1/log2(pos+2)`` x relevance, relevance = affinity(user category
   preference, taste match, quality) x freshness ``2**(-age/half_life)``. A share of clicks becomes a
   ``read`` with a lognormal ``dwell_ms`` (seconds to minutes, longer when more relevant).
 * **Drift** (``drift_day=K``): from day K a large share of users move their preferences towards two
-  "trending" categories and change activity, while the logging policy keeps its stale view of them.
+  "trending" categories and change activity, the newsroom publishes more in those categories (a big
+  story breaks), and the logging policy catches up with the users only halfway.
 * **Log noise**: ~0.2% of events delivered twice (same ``event_id``), ~0.5% arriving a day late (written
   to the next day's bronze partition, ``ts`` unchanged). No invalid rows.
 
@@ -79,15 +80,21 @@ MAX_AGE_S = 72 * 3600.0  # the logging policy does not show articles older than 
 POLICY_RECENCY_S = 18 * 3600.0  # logging policy score decays by e every this many seconds of age
 POLICY_EXPLORATION = 0.10  # share of uniform exploration mixed into the logging policy
 HALF_LIFE_MEDIAN_S = 24 * 3600.0  # median article half-life (lognormal, clipped to [4 h, 72 h])
-POLICY_PERSONALISATION = 1.0  # exponent on the policy's (stale, smoothed) view of category preferences
+POLICY_PERSONALISATION = 1.0  # exponent on the policy's smoothed, lagging view of category preferences
 CLICK_BASE_LOGIT = -2.6
 CLICK_CATEGORY_WEIGHT = 1.0  # logit per unit of log(n_categories * preference)
 READ_BASE = 0.45  # P(read | click) = READ_BASE + READ_SLOPE * relevance
 READ_SLOPE = 0.40
 DUPLICATE_SHARE = 0.002
 LATE_SHARE = 0.005
-DRIFT_USER_SHARE = 0.6
-DRIFT_KEEP = 0.3  # drifted preference = DRIFT_KEEP * old + (1 - DRIFT_KEEP) * new trending preference
+DRIFT_USER_SHARE = 0.7
+DRIFT_KEEP = 0.2  # drifted preference = DRIFT_KEEP * old + (1 - DRIFT_KEEP) * new trending preference
+# After the drift the site's own recommender catches up only halfway: it sees the mean of the old and
+# the new preferences, so drifted users are shown less of what they now want than they would click,
+# but enough of it for their clicks, and so top_category, to move.
+DRIFT_POLICY_CATCH_UP = 0.5
+DRIFT_SUPPLY_SHARE = 0.3  # from the drift day, this share of new articles is about a trending category
+DRIFT_ACTIVITY_LOG_MEAN = 0.6  # drifted users' sessions per day are multiplied by lognormal(this, 0.5): ~2x on average
 # Expected events per user-day with the knobs above; measured, used to size benchmarks.
 EVENTS_PER_USER_DAY = 6.9
 ARTICLES_PER_DAY = 150
@@ -171,7 +178,8 @@ class Population:
     ``preference`` ``(n_users, n_categories)`` rows sum to 1 (before drift); ``drifted_preference`` the
     same after the drift day; ``drifted`` ``(n_users,)`` bool; ``activity`` / ``drifted_activity``
     ``(n_users,)`` expected sessions per day; ``taste`` ``(n_users, TASTE_DIM)``;
-    ``policy_view`` ``(n_users, n_categories)`` the logging policy's stale, smoothed weight per category.
+    ``policy_view`` / ``drifted_policy_view`` ``(n_users, n_categories)`` the logging policy's smoothed
+    weight per category before / after the drift (lagging behind the users).
     """
 
     preference: np.ndarray
@@ -181,6 +189,7 @@ class Population:
     drifted_activity: np.ndarray
     taste: np.ndarray
     policy_view: np.ndarray
+    drifted_policy_view: np.ndarray
     trending: np.ndarray  # the categories drifted users move towards
 
 
@@ -189,7 +198,14 @@ def _rng(seed: int, *purpose: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *purpose]))
 
 
-_STREAM_ARTICLES, _STREAM_USERS, _STREAM_DRIFT, _STREAM_DAY, _STREAM_NOISE = 1, 2, 3, 4, 5
+_STREAM_ARTICLES, _STREAM_USERS, _STREAM_DRIFT, _STREAM_DAY, _STREAM_NOISE, _STREAM_TRENDING = 1, 2, 3, 4, 5, 6
+
+
+def trending_categories(seed: int) -> np.ndarray:
+    """The two category indices that a drift moves users and the newsroom towards."""
+    # Taken among the smaller half of the categories, so the shift is visible in the click mix.
+    n_cat = len(CATEGORIES)
+    return _rng(seed, _STREAM_TRENDING).choice(np.arange(n_cat // 2, n_cat), size=2, replace=False)
 
 
 def size_for_events(n_events: int) -> dict[str, int]:
@@ -204,8 +220,12 @@ def size_for_events(n_events: int) -> dict[str, int]:
     return {"users": users, "articles": days * ARTICLES_PER_DAY, "days": days}
 
 
-def make_articles(seed: int, n_articles: int, days: int) -> Catalogue:
-    """The catalogue of one seed: ``n_articles`` sorted by publication time."""
+def make_articles(seed: int, n_articles: int, days: int, drift_day: int | None = None) -> Catalogue:
+    """The catalogue of one seed: ``n_articles`` sorted by publication time.
+
+    With ``drift_day`` K, a ``DRIFT_SUPPLY_SHARE`` of the articles published from day K on is moved to a
+    trending category; everything else (and every article before day K) is the same as without drift.
+    """
     rng = _rng(seed, _STREAM_ARTICLES)
     n_pre = max(2 * SLATE_SIZE, round(PRE_PERIOD_SHARE * n_articles))
     n_main = n_articles - n_pre
@@ -214,6 +234,13 @@ def make_articles(seed: int, n_articles: int, days: int) -> Catalogue:
     hours = rng.choice(24, size=n_articles, p=hour_p)
     published = np.sort(day_of * DAY_S + hours * 3600.0 + rng.uniform(0, 3600.0, n_articles))
     category = rng.choice(len(CATEGORIES), size=n_articles, p=CATEGORY_SHARES)
+    # Drawn whether or not drift is asked, from their own stream, so no other draw moves.
+    supply_rng = _rng(seed, _STREAM_DRIFT, 1)
+    to_trending = supply_rng.random(n_articles) < DRIFT_SUPPLY_SHARE
+    trending_pick = trending_categories(seed)[supply_rng.integers(0, 2, n_articles)]
+    if drift_day is not None:
+        moved = to_trending & (published >= (drift_day - 1) * DAY_S)
+        category = np.where(moved, trending_pick, category)
     quality = rng.normal(0.0, 0.6, n_articles)
     policy_prior = quality + rng.normal(0.0, 0.5, n_articles)
     half_life = np.clip(rng.lognormal(np.log(HALF_LIFE_MEDIAN_S), 0.6, n_articles), 4 * 3600.0, 72 * 3600.0)
@@ -247,21 +274,35 @@ def make_users(seed: int, n_users: int) -> Population:
     mu = np.log(MEAN_SESSIONS_PER_DAY) - ACTIVITY_SIGMA**2 / 2
     activity = rng.lognormal(mu, ACTIVITY_SIGMA, n_users)
     taste = rng.normal(0.0, TASTE_SCALE, (n_users, TASTE_DIM))
-    # The site's model of a user: smoothed towards uniform, frozen at the start (it never retrains here).
-    policy_view = (0.5 * preference + 0.5 / n_cat) ** POLICY_PERSONALISATION
+    policy_view = _policy_view(preference)
 
     drift_rng = _rng(seed, _STREAM_DRIFT)
-    # Trending categories are taken among the smaller half, so the shift is visible in the click mix.
-    trending = drift_rng.choice(np.arange(n_cat // 2, n_cat), size=2, replace=False)
+    trending = trending_categories(seed)
     drifted = drift_rng.random(n_users) < DRIFT_USER_SHARE
     alpha = np.full(n_cat, 0.05)
     alpha[trending] = 1.0
     new_pref = drift_rng.dirichlet(alpha, size=n_users)
     drifted_preference = np.where(drifted[:, None], DRIFT_KEEP * preference + (1 - DRIFT_KEEP) * new_pref, preference)
-    # Drifted users change habits too: on average more sessions, some fewer.
-    factor = drift_rng.lognormal(0.3, 0.5, n_users)
+    # The story brings drifted users back more often (a few come less).
+    factor = drift_rng.lognormal(DRIFT_ACTIVITY_LOG_MEAN, 0.5, n_users)
     drifted_activity = np.where(drifted, activity * factor, activity)
-    return Population(preference, drifted_preference, drifted, activity, drifted_activity, taste, policy_view, trending)
+    seen = (1 - DRIFT_POLICY_CATCH_UP) * preference + DRIFT_POLICY_CATCH_UP * drifted_preference
+    return Population(
+        preference=preference,
+        drifted_preference=drifted_preference,
+        drifted=drifted,
+        activity=activity,
+        drifted_activity=drifted_activity,
+        taste=taste,
+        policy_view=policy_view,
+        drifted_policy_view=_policy_view(seen),
+        trending=trending,
+    )
+
+
+def _policy_view(preference: np.ndarray) -> np.ndarray:
+    # The site's model of a user: smoothed towards uniform so every category keeps some exposure.
+    return (0.5 * preference + 0.5 / preference.shape[1]) ** POLICY_PERSONALISATION
 
 
 def _article_table(cat: Catalogue, start: dt.date) -> pa.Table:
@@ -324,6 +365,7 @@ def _simulate_day(day: int, seed: int, cat: Catalogue, pop: Population, drifted:
     n_users = len(pop.activity)
     activity = pop.drifted_activity if drifted else pop.activity
     preference = pop.drifted_preference if drifted else pop.preference
+    policy_view = pop.drifted_policy_view if drifted else pop.policy_view
     rate = activity * (WEEKEND_FACTOR if weekday >= 5 else 1.0)
 
     # Sessions: per-user Poisson counts at diurnal start times.
@@ -353,13 +395,16 @@ def _simulate_day(day: int, seed: int, cat: Catalogue, pop: Population, drifted:
     pub = cat.published_s
     lo = int(np.searchsorted(pub, day * DAY_S - MAX_AGE_S))
     lo = max(0, min(lo, int(np.searchsorted(pub, day * DAY_S)) - SLATE_SIZE))
-    hi = int(np.searchsorted(pub, slate_t[-1], side="right"))
+    # Slates of a session that runs past midnight are served from the catalogue as of midnight, so a
+    # day's traffic never depends on what is published the next day (drift starts cleanly at a day).
+    seen_t = np.minimum(slate_t, (day + 1) * DAY_S)
+    hi = int(np.searchsorted(pub, seen_t[-1], side="right"))
     cand = np.arange(lo, hi)
     # Policy base weight: exp(prior + recency). The recency term exp(-(t - pub)/R) factors into a
     # per-slate constant (irrelevant to a softmax) times exp(pub/R), taken relative to this day.
     base = np.exp(cat.policy_prior[cand] + (pub[cand] - day * DAY_S) / POLICY_RECENCY_S)
     cand_cat = cat.category[cand]
-    n_published = np.searchsorted(pub, slate_t, side="right")  # (n_slates,) articles out at t
+    n_published = np.searchsorted(pub, seen_t, side="right")  # (n_slates,) articles out at t
 
     chunk = max(64, 4_000_000 // max(1, len(cand)))
     pieces = []
@@ -367,7 +412,18 @@ def _simulate_day(day: int, seed: int, cat: Catalogue, pop: Population, drifted:
         sl = slice(s0, min(n_slates, s0 + chunk))
         pieces.append(
             _rank_and_click(
-                rng, cat, pop, preference, cand, base, cand_cat, slate_t[sl], slate_user[sl], n_published[sl], s0
+                rng,
+                cat,
+                pop,
+                preference,
+                policy_view,
+                cand,
+                base,
+                cand_cat,
+                slate_t[sl],
+                slate_user[sl],
+                n_published[sl],
+                s0,
             )
         )
     ev = _Events.concat(pieces)
@@ -381,6 +437,7 @@ def _rank_and_click(
     cat: Catalogue,
     pop: Population,
     preference: np.ndarray,
+    policy_view: np.ndarray,
     cand: np.ndarray,
     base: np.ndarray,
     cand_cat: np.ndarray,
@@ -400,7 +457,7 @@ def _rank_and_click(
     n_valid = valid.sum(axis=1)
 
     # Logging policy: Plackett-Luce over p = (1-eps) * softmax(score) + eps * uniform(valid).
-    w = base[None, :] * pop.policy_view[user][:, cand_cat]
+    w = base[None, :] * policy_view[user][:, cand_cat]
     w = np.where(valid, w, 0.0)
     p = (1 - POLICY_EXPLORATION) * w / w.sum(axis=1, keepdims=True)
     p += np.where(valid, POLICY_EXPLORATION / np.maximum(n_valid, 1)[:, None], 0.0)
@@ -530,13 +587,15 @@ def generate(
     ``propensity`` at ``position`` k is the Plackett-Luce choice probability of the logging policy:
     the probability that, having filled slots 0..k-1 as shown, the policy picked this article for slot
     k, i.e. ``p_i / (1 - sum of p over the articles in slots 0..k-1)`` where ``p`` is the policy's
-    distribution over eligible articles at request time (softmax of popularity + recency + a stale view of
-    the user's categories, mixed with 10% uniform exploration). It lies in (0, 1]. At position 0 it is
+    distribution over eligible articles at request time (softmax of popularity + recency + the site's
+    smoothed view of the user's categories, mixed with 10% uniform exploration). It lies in (0, 1]. At position 0 it is
     the marginal probability of showing the article first; the probability of the whole prefix 0..k
     shown as logged is the product of the propensities of positions 0..k of the request (cascade IPS).
 
-    ``drift_day`` K (1-based, 1 <= K <= days): from day K on, ~60% of users move most of their
-    preference to two trending categories and change activity; days before K are unchanged.
+    ``drift_day`` K (1-based, 1 <= K <= days): from day K on, ~70% of users move most of their
+    preference to two trending (small) categories and change activity (on average more sessions), 30%
+    of the articles published from day K are about those categories, and the logging policy follows the
+    users halfway; the days before K (events and articles) are row for row the same as without drift.
     Raises ``RecoError`` on impossible sizes.
     """
     started = time.perf_counter()
@@ -550,7 +609,7 @@ def generate(
     start = end - dt.timedelta(days=days - 1)
     epoch_us = _epoch_us(start)
 
-    cat = make_articles(seed, articles, days)
+    cat = make_articles(seed, articles, days, drift_day)
     pop = make_users(seed, users)
 
     _remove_generated(settings.bronze_articles_dir)
@@ -575,10 +634,10 @@ def generate(
         for a in np.unique(arrival[arrival > d]):
             carry.setdefault(int(a), []).append(ev.take(arrival == a))
         own = ev.take(arrival == d)
-        own = own.take(np.argsort(own.t, kind="stable"))
         earlier = carry.pop(d, [])
         n_late = sum(int(np.sum(np.floor(e.t / DAY_S) < d)) for e in earlier)
-        # Carried events first sorted by ts: spill-over from sessions crossing midnight and late arrivals.
+        # The partition in ts order: late arrivals (yesterday's ts) first, then spill-over from sessions
+        # that crossed midnight mixed with today's own events.
         batch = _Events.concat([*earlier, own]) if earlier else own
         batch = batch.take(np.argsort(batch.t, kind="stable"))
         # At-least-once delivery: a small share of rows is written a second time, same event_id.

@@ -275,9 +275,15 @@ def test_drift_changes_the_click_mix_from_the_drift_day_only(
         if day < drift_date:
             assert steady_parts[day].equals(drift_parts[day]), f"{day} changed before the drift day"
 
-    category = _articles(base[0]).set_index("article_id").category
+    steady_articles, drift_articles = _articles(base[0]), _articles(drifted)
+    before = steady_articles.published_at.dt.date < drift_date
+    assert steady_articles[before].equals(drift_articles[before])
+    trending = [CATEGORIES[i] for i in make_users(SEED, SIZE["users"]).trending]
+    supply = [a[~before].category.isin(trending).mean() for a in (steady_articles, drift_articles)]
+    assert supply[1] > supply[0] + 0.15
 
     def click_mix(settings: Settings, after: bool) -> pd.Series:
+        category = _articles(settings).set_index("article_id").category
         ev = _events(settings).drop_duplicates("event_id")
         clicks = ev[(ev.event_type == "click") & ((ev.ts.dt.date >= drift_date) == after)]
         return category.reindex(clicks.article_id).value_counts(normalize=True).reindex(list(CATEGORIES), fill_value=0)
@@ -286,8 +292,7 @@ def test_drift_changes_the_click_mix_from_the_drift_day_only(
         return float((a - b).abs().sum() / 2)
 
     assert distance(click_mix(base[0], False), click_mix(drifted, False)) == 0
-    assert distance(click_mix(base[0], True), click_mix(drifted, True)) > 0.1
-    trending = [CATEGORIES[i] for i in make_users(SEED, SIZE["users"]).trending]
+    assert distance(click_mix(base[0], True), click_mix(drifted, True)) > 0.2
     assert click_mix(drifted, True)[trending].sum() > 1.5 * click_mix(base[0], True)[trending].sum()
 
 
