@@ -186,7 +186,7 @@ def import_events(
             days |= _stage_events(staging, _complete_events(table), source, report)
         if articles_file is not None:
             articles = pa.concat_tables(
-                list(_iter_tables(articles_file, ARTICLE_REQUIRED, batch_rows, csv_block_bytes))
+                list(_iter_tables(articles_file, ARTICLE_REQUIRED, batch_rows, csv_block_bytes, multiline=True))
             )
             _stage_articles(staging, articles, f"import:{articles_file.name}", report)
         staging.commit()
@@ -325,13 +325,19 @@ def _clean_names(names: list[str]) -> list[str]:
     return [name.strip().lstrip("\ufeff").strip().lower() for name in names]
 
 
-def _iter_tables(path: Path, required: tuple[str, ...], batch_rows: int, csv_block_bytes: int) -> Iterator[pa.Table]:
-    """Batches of ``path`` (all CSV columns as text; Parquet as typed), after checking ``required`` columns."""
+def _iter_tables(
+    path: Path, required: tuple[str, ...], batch_rows: int, csv_block_bytes: int, *, multiline: bool = False
+) -> Iterator[pa.Table]:
+    """Batches of ``path`` (all CSV columns as text; Parquet as typed), after checking ``required`` columns.
+
+    ``multiline`` lets quoted CSV values span lines (article abstracts do; click logs do not, and
+    parsing is faster without it).
+    """
     kind = _file_kind(path)
     if kind == "parquet":
         yield from _iter_parquet(path, required, batch_rows)
     else:
-        yield from _iter_csv(path, _CSV_SUFFIXES[kind], required, csv_block_bytes)
+        yield from _iter_csv(path, _CSV_SUFFIXES[kind], required, csv_block_bytes, multiline)
 
 
 def _iter_parquet(path: Path, required: tuple[str, ...], batch_rows: int) -> Iterator[pa.Table]:
@@ -364,7 +370,9 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
     return names
 
 
-def _iter_csv(path: Path, delimiter: str, required: tuple[str, ...], block_bytes: int) -> Iterator[pa.Table]:
+def _iter_csv(
+    path: Path, delimiter: str, required: tuple[str, ...], block_bytes: int, multiline: bool
+) -> Iterator[pa.Table]:
     names = _csv_header(path, delimiter)
     _require(path, names, required)
     bad_rows: list[Any] = []
@@ -377,7 +385,7 @@ def _iter_csv(path: Path, delimiter: str, required: tuple[str, ...], block_bytes
     # inferred types from the first block would fail on a later block that disagrees.
     # Single-threaded parsing is what makes pyarrow report the row number of a malformed row.
     read = pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False, block_size=block_bytes)
-    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid_row)
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=multiline, invalid_row_handler=on_invalid_row)
     convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in names})
     try:
         stream = pa.input_stream(str(path), compression="detect")

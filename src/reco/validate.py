@@ -230,7 +230,15 @@ def as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
         # Types Arrow cannot cast to text (nested, binary that is not UTF-8): only quarantined rows
         # come here, so the Python fallback stays small.
-        return pa.array([None if v is None else str(v) for v in array.to_pylist()], pa.string())
+        return pa.array([_py_text(v) for v in array.to_pylist()], pa.string())
+
+
+def _py_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
 
 
 def text_table(table: pa.Table, schema: pa.Schema, names: Iterable[str]) -> pa.Table:
@@ -367,13 +375,25 @@ def _run(table: pa.Table, query: str) -> pa.Table:
 
 
 def _prepare(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Only the schema's columns, null-typed ones as text (DuckDB and our SQL want a real type)."""
+    """Only the schema's columns, in plain Arrow types every kernel (and DuckDB) handles."""
     names = [f.name for f in schema if f.name in table.column_names]
-    return (
-        pa.table({name: _null_to_string(table.column(name)) for name in names})
-        if names
-        else pa.table({"_empty": pa.nulls(table.num_rows, pa.string())})
-    )
+    if not names:
+        return pa.table({"_empty": pa.nulls(table.num_rows, pa.string())})
+    return pa.table({name: _plain(table.column(name)) for name in names})
+
+
+def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    typ = column.type
+    if pa.types.is_null(typ):
+        # An all-empty CSV column arrives as Arrow's null type; text is what it stands for.
+        return column.cast(pa.string())
+    if pa.types.is_dictionary(typ):
+        return _plain(column.cast(typ.value_type))
+    if pa.types.is_string_view(typ) or pa.types.is_large_string(typ):
+        return column.cast(pa.string())
+    if pa.types.is_binary_view(typ):
+        return column.cast(pa.binary())
+    return column
 
 
 def _split(

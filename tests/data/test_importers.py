@@ -212,7 +212,7 @@ def test_parquet_import_with_articles(settings: Settings, tmp_path: Path) -> Non
         }
     )
     pq.write_table(events, tmp_path / "events.parquet")
-    write_csv(tmp_path / "articles.csv", ["a1,2024-02-29T08:00:00Z,news,Title one,", "a2,2024-02-29,tech,,x"],
+    write_csv(tmp_path / "articles.csv", ['a1,2024-02-29T08:00:00Z,news,Title one,"two\nlines"', "a2,2024-02-29,tech,,x"],
               header="article_id,published_at,category,title,abstract\n")  # fmt: skip
 
     report = import_events(settings, tmp_path / "events.parquet", tmp_path / "articles.csv")
@@ -220,7 +220,9 @@ def test_parquet_import_with_articles(settings: Settings, tmp_path: Path) -> Non
     assert (report.kept, report.quarantined, report.articles) == (2, 0, 1)
     assert report.reasons == {"article_missing_title": 1}
     (article_file,) = settings.bronze_articles_dir.glob("*.parquet")
-    assert pq.read_table(article_file).column("article_id").to_pylist() == ["a1"]
+    assert pq.read_table(article_file).select(["article_id", "abstract"]).to_pylist() == [
+        {"article_id": "a1", "abstract": "two\nlines"}
+    ]
     assert all_bronze(settings).column("dwell_ms").to_pylist() == [None, 3000]
 
 

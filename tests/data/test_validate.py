@@ -4,6 +4,7 @@ with a stable reason and its original values as text; nothing is dropped, no val
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
@@ -181,6 +182,32 @@ def test_missing_columns_and_null_typed_columns_do_not_crash() -> None:
     valid, quarantined = validate_events(only_ids, "t")
     assert valid.num_rows == 0
     assert quarantined.column("reason").to_pylist() == ["missing_user_id"]
+
+
+def test_odd_arrow_types_never_crash() -> None:
+    table = pa.table(
+        {
+            "event_id": pa.array([b"e1", b"\xff\xfe"], pa.binary()),
+            "ts": pa.array([[1], [2]], pa.list_(pa.int64())),
+            "user_id": pa.array(["u", "u"], pa.large_string()),
+            "article_id": pa.array(["a", "a"]).dictionary_encode(),
+            "event_type": pa.array([True, False]),
+            "dwell_ms": pa.array([decimal.Decimal("1.5"), None], pa.decimal128(5, 1)),
+            "position": pa.array(["1", "2"], pa.string_view()),
+        }
+    )
+    valid, quarantined = validate_events(table, "t")
+    assert valid.num_rows == 0
+    assert count_reasons(quarantined) == {"bad_timestamp": 2}
+    assert quarantined.column("event_id").to_pylist() == ["e1", "\\xff\\xfe"]
+    assert quarantined.column("ts").to_pylist() == ["[1]", "[2]"]
+
+    typed = pa.table({"event_id": ["e"], "ts": pa.array(["2024-01-05"], pa.large_string()), "user_id": ["u"],
+                      "article_id": ["a"], "event_type": pa.array(["CLICK"]).dictionary_encode(),
+                      "dwell_ms": pa.array([decimal.Decimal("1.5")], pa.decimal128(5, 1))})  # fmt: skip
+    valid, _ = validate_events(typed, "t")
+    assert valid.column("event_type").to_pylist() == ["click"]
+    assert valid.column("dwell_ms").to_pylist() == [2]
 
 
 def test_empty_input() -> None:
