@@ -365,12 +365,16 @@ def _user_scalar(user_features: Mapping[str, Any] | None, name: str) -> float:
 
 
 def _top_indices(values: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the n largest finite values, unordered (argpartition: O(len))."""
+    """Indices of the n largest finite values, unordered; -inf marks excluded rows.
+
+    The finite rows are selected first: argpartition over many equal -inf values degrades badly
+    (measured 1.2 ms instead of 0.08 ms on 20k values)."""
+    if n <= 0:
+        return np.empty(0, dtype=np.int64)
     finite = np.flatnonzero(np.isfinite(values))
     if finite.size <= n:
         return finite
-    part = np.argpartition(values[finite], -n)[-n:]
-    return finite[part]
+    return finite[np.argpartition(values[finite], -n)[-n:]]
 
 
 @dataclass
@@ -501,7 +505,9 @@ class TwoStageModel:
         pinned = dict(pinned or {})
         pinned_ids = set(pinned.values())
 
-        # Eligibility inside the window: not read, not excluded, in the requested category.
+        # Eligibility inside the window [lo, hi): not read, not excluded, in the requested category.
+        # Everything below works on views of that window (no copy of the catalogue per request).
+        window = slice(lo, hi)
         ok = np.ones(hi - lo, dtype=bool)
         blocked = [articles.index.get(a, -1) for a in (*recent_reads(user_features), *exclude, *pinned_ids)]
         hist = self.history(user_id)
@@ -510,52 +516,52 @@ class TwoStageModel:
         for row in blocked:
             if lo <= row < hi:
                 ok[row - lo] = False
-        codes = articles.category_codes[lo:hi]
+        codes = articles.category_codes[window]
         if category is not None:
             ok &= codes == articles.category_code(category)
-        idx = np.flatnonzero(ok) + lo
         n_slots = max(k - len(pinned), 0)
-        if idx.size == 0 or n_slots == 0:
+        if not ok.any() or n_slots == 0:
             return self._place_pinned([], pinned, k)
 
-        age_h = (now_s - articles.published_s[idx]) / 3600.0
+        published = articles.published_s[window]
+        age_h = (now_s - published) / 3600.0
         decay = np.exp2(-age_h / rules.half_life_hours)
-        clicks = articles.clicks_24h[idx]
+        clicks = articles.clicks_24h[window]
+        popular = np.where(ok, (clicks + rules.popularity_prior) * decay, -np.inf)
         x, _how = self.user_vector(user_id, user_features)
         affinity = category_affinity(user_features)
 
         if x is None and not affinity:
-            score = (clicks + rules.popularity_prior) * decay
-            order = np.argsort(-score, kind="stable")
-            ranked = [(int(idx[i]), float(score[i]), "cold_start") for i in order]
+            # Only the head can reach the top k, even after the per-category cap.
+            head = _top_indices(popular, max(rules.n_popular, 4 * k))
+            head = head[np.argsort(-popular[head], kind="stable")]
+            ranked = ((int(i) + lo, float(popular[i]), "cold_start") for i in head)
             return self._place_pinned(self._diversify(ranked, articles, n_slots, pinned_ids), pinned, k)
 
-        # Candidate generation: bitmask of sources per eligible article.
-        sources = np.zeros(idx.size, dtype=np.int8)
-        als = np.zeros(idx.size, dtype=np.float32)
+        # Candidate generation: a bitmask of sources per window row.
+        sources = np.zeros(hi - lo, dtype=np.int8)
+        als = np.zeros(hi - lo, dtype=np.float32)
         if x is not None:
-            als = aligned.factors[idx] @ x
-            known = aligned.known[idx]
-            sources[_top_indices(np.where(known, als, -np.inf), rules.n_als)] |= _SRC_BIT["als"]
-        sources[_top_indices((clicks + rules.popularity_prior) * decay, rules.n_popular)] |= _SRC_BIT["popular"]
-        published = articles.published_s[idx]
-        sources[_top_indices(published, rules.n_fresh)] |= _SRC_BIT["fresh"]
+            als = aligned.factors[window] @ x
+            retrievable = ok & aligned.known[window]
+            sources[_top_indices(np.where(retrievable, als, -np.inf), rules.n_als)] |= _SRC_BIT["als"]
+        sources[_top_indices(popular, rules.n_popular)] |= _SRC_BIT["popular"]
+        fresh = np.where(ok, published, -np.inf)
+        sources[_top_indices(fresh, rules.n_fresh)] |= _SRC_BIT["fresh"]
         top_cats = sorted(affinity, key=lambda c: (-affinity[c], c))[: rules.n_top_categories]
         if category is not None:
             top_cats = [category]
-        cand_codes = codes[idx - lo]
         for cat in top_cats:
             code = articles.category_code(cat)
             if code >= 0:
-                sources[_top_indices(np.where(cand_codes == code, published, -np.inf), rules.n_category_fresh)] |= (
-                    _SRC_BIT["category_fresh"]
-                )
+                in_cat = np.where(codes == code, fresh, -np.inf)
+                sources[_top_indices(in_cat, rules.n_category_fresh)] |= _SRC_BIT["category_fresh"]
         cand = np.flatnonzero(sources)
-        rows = idx[cand]
+        rows = cand + lo
 
         # Ranking: shared feature builder, logistic ranker (or the ALS + popularity fallback), decay.
         top_category = str(user_features.get("top_category") or "") if user_features else ""
-        cat_names = np.array(articles.categories, dtype=object)[articles.category_codes[rows]]
+        cat_names = np.array(articles.categories, dtype=object)[codes[cand]]
         aff = np.array([affinity.get(c, 0.0) for c in cat_names], dtype=np.float64)
         feats = ranker_features(
             als_score=als[cand],
@@ -573,7 +579,7 @@ class TwoStageModel:
         score = self._score(feats) * decay[cand]
         order = np.argsort(-score, kind="stable")
         src = sources[cand]
-        ranked = [(int(rows[i]), float(score[i]), _reason(int(src[i]))) for i in order]
+        ranked = ((int(rows[i]), float(score[i]), _reason(int(src[i]))) for i in order)
         return self._place_pinned(self._diversify(ranked, articles, n_slots, pinned_ids), pinned, k)
 
     def _score(self, feats: np.ndarray) -> np.ndarray:
@@ -584,7 +590,7 @@ class TwoStageModel:
         return 1.0 / (1.0 + np.exp(-(4.0 * als + 0.3 * log_clicks + affinity - 2.0)))
 
     def _diversify(
-        self, ranked: list[tuple[int, float, str]], articles: ArticleFeatures, n: int, pinned_ids: set[str]
+        self, ranked: Iterable[tuple[int, float, str]], articles: ArticleFeatures, n: int, pinned_ids: set[str]
     ) -> list[RecItem]:
         """Best-first selection with at most ``max_per_category`` per category (pinned items count).
         If the candidates cannot fill ``n`` within the cap, the best skipped ones fill the rest."""
@@ -756,7 +762,7 @@ class TwoStagePyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         self.model = TwoStageModel.load(Path(context.artifacts[PYFUNC_ARTIFACT]))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if self.model is None:
             self.load_context(context)
         model = self.model
@@ -810,3 +816,52 @@ def load_model(settings: Settings, alias: str = "champion") -> TwoStageModel:
         raise RecoError(f"{settings.model_name} version {version.version} is not a two-stage model")
     model.version = str(version.version)
     return model
+
+
+def recommend_for_user(
+    settings: Settings,
+    user_id: str,
+    k: int = 10,
+    *,
+    now: dt.datetime | None = None,
+    category: str | None = None,
+    alias: str = "champion",
+) -> tuple[list[RecItem], str]:
+    """Recommendations for one user from the registry's ``alias`` model with online features, and
+    the model version that made them (what ``reco recommend USER_ID -k K`` prints).
+
+    The catalogue is the silver article table (metadata is known at publication) joined with the
+    online article_stats; the user's row comes from the online user_stats (None if never seen).
+    ``now`` defaults to the wall clock (UTC).
+    """
+    from reco.featurestore import online_features
+
+    now = now or dt.datetime.now(dt.UTC)
+    model = load_model(settings, alias)
+    path = settings.silver_articles_path
+    if not path.is_file():
+        raise RecoError(f"no article table at {path}: run ingest first")
+    meta = pd.read_parquet(path, columns=["article_id", "published_at", "category"])
+    published = pd.to_datetime(meta["published_at"], utc=True)
+    since = pd.Timestamp(now) - pd.Timedelta(hours=model.rules.max_age_hours)
+    meta = meta[(published > since) & (published <= pd.Timestamp(now))]
+    users, stats = online_features(settings, [user_id], meta["article_id"].tolist())
+    frame = meta.merge(
+        stats.drop(columns=["category", "published_at"], errors="ignore"),
+        left_on="article_id",
+        right_index=True,
+        how="left",
+    )
+    row = users.loc[user_id].to_dict() if user_id in users.index else {}
+    user_features = {
+        str(key): v for key, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))
+    }
+    items = model.recommend(
+        user_id,
+        k=k,
+        now=now,
+        user_features=user_features or None,
+        articles=ArticleFeatures.from_frame(frame),
+        category=category,
+    )
+    return items, model.version

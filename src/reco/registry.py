@@ -1,0 +1,151 @@
+"""Model registry and quality gate: every trained model is registered, only a better one is champion.
+
+``register_and_gate`` makes run ``run_id``'s pyfunc a new version of ``settings.model_name``,
+points alias ``challenger`` at it, and moves alias ``champion`` only when ``gate`` says so.
+Aliases, never stages (MLflow deprecated stages). The decision and its reason are tags on the
+model version and on the training run, so the registry UI tells why a version is or is not live.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from reco.errors import RecoError
+from reco.model import MODEL_ARTIFACT_NAME
+from reco.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+GUARD_METRICS: tuple[str, ...] = ("coverage", "recall@20")
+
+
+@dataclass
+class GateResult:
+    """``decision``: "promoted" | "rejected"; ``model_version``: the version just registered;
+    ``champion_version``: the champion after the decision (None if there is none)."""
+
+    decision: str
+    reason: str
+    model_version: str
+    champion_version: str | None
+
+
+def gate(metrics: Mapping[str, Any], *, has_champion: bool, min_gain: float, max_guard_drop: float) -> tuple[bool, str]:
+    """(promote?, reason) from evaluation metrics (``reco.evaluate.EvalResult.metrics``).
+
+    With a champion: promote only if ndcg@10 >= champion × (1 + min_gain), ndcg@10 >= popularity's,
+    and no guard metric (coverage, recall@20) falls below champion × (1 - max_guard_drop).
+    Without one: the first model must beat popularity (ndcg@10 strictly greater).
+    """
+    model = metrics["model"]
+    popularity = metrics["popularity"]
+    champion = metrics.get("champion")
+    ndcg, pop = float(model["ndcg@10"]), float(popularity["ndcg@10"])
+    if champion is None:
+        if has_champion:
+            return False, "a champion exists but was not evaluated on this test day"
+        if ndcg > pop:
+            return True, f"first model: ndcg@10 {ndcg:.4f} beats popularity {pop:.4f}"
+        return False, f"first model must beat popularity: ndcg@10 {ndcg:.4f} <= popularity {pop:.4f}"
+    failures = []
+    needed = float(champion["ndcg@10"]) * (1.0 + min_gain)
+    if ndcg < needed:
+        failures.append(f"ndcg@10 {ndcg:.4f} < champion {float(champion['ndcg@10']):.4f} x {1 + min_gain:g}")
+    if ndcg < pop:
+        failures.append(f"ndcg@10 {ndcg:.4f} < popularity {pop:.4f}")
+    for name in GUARD_METRICS:
+        floor = float(champion[name]) * (1.0 - max_guard_drop)
+        if float(model[name]) < floor:
+            failures.append(
+                f"{name} {float(model[name]):.4f} < champion {float(champion[name]):.4f} x {1 - max_guard_drop:g}"
+            )
+    if failures:
+        return False, "; ".join(failures)
+    return True, f"ndcg@10 {ndcg:.4f} >= champion {float(champion['ndcg@10']):.4f} x {1 + min_gain:g}, guards hold"
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def register_and_gate(
+    settings: Settings,
+    day: dt.date,
+    run_id: str,
+    metrics: Mapping[str, Any],
+    *,
+    min_gain: float | None = None,
+    max_guard_drop: float | None = None,
+) -> GateResult:
+    """Register run ``run_id``'s model, alias it ``challenger``, and ``champion`` if the gate passes.
+
+    ``min_gain`` / ``max_guard_drop`` default to ``settings.gate_min_gain`` / ``gate_max_guard_drop``.
+    The champion the metrics were computed against (tag ``eval.champion_version`` set by
+    ``reco.evaluate``) must still be the champion; otherwise the comparison is stale and the model
+    is rejected.
+    """
+    min_gain = settings.gate_min_gain if min_gain is None else min_gain
+    max_guard_drop = settings.gate_max_guard_drop if max_guard_drop is None else max_guard_drop
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        raise RecoError(f"no training run {run_id} in {settings.tracking_uri}") from error
+    model_uri = run.data.tags.get("model_uri") or f"runs:/{run_id}/{MODEL_ARTIFACT_NAME}"
+
+    champion_before = _alias_version(client, settings.model_name, CHAMPION)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        version = mlflow.register_model(
+            model_uri, settings.model_name, tags={"reco.day": day.isoformat(), "run_id": run_id}
+        )
+    new_version = str(version.version)
+    client.set_registered_model_alias(settings.model_name, CHALLENGER, new_version)
+
+    evaluated_against = run.data.tags.get("eval.champion_version")
+    if evaluated_against is not None and (evaluated_against or None) != champion_before:
+        promote, reason = (
+            False,
+            (
+                f"champion changed since evaluation (evaluated against {evaluated_against or 'none'}, now {champion_before})"
+            ),
+        )
+    else:
+        promote, reason = gate(
+            metrics, has_champion=champion_before is not None, min_gain=min_gain, max_guard_drop=max_guard_drop
+        )
+    decision = "promoted" if promote else "rejected"
+    if promote:
+        client.set_registered_model_alias(settings.model_name, CHAMPION, new_version)
+    champion_after = new_version if promote else champion_before
+
+    tags = {
+        "gate.decision": decision,
+        "gate.reason": reason,
+        "gate.day": day.isoformat(),
+        "gate.min_gain": str(min_gain),
+        "gate.max_guard_drop": str(max_guard_drop),
+        "gate.champion_before": champion_before or "",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, new_version, key, value)
+        client.set_tag(run_id, key, value)
+    client.set_tag(run_id, "registered_version", new_version)
+    log.info("version %s %s: %s", new_version, decision, reason)
+    return GateResult(decision=decision, reason=reason, model_version=new_version, champion_version=champion_after)
