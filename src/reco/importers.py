@@ -165,7 +165,9 @@ def import_events(
     Events need ``user_id``, ``article_id``, ``ts``; ``event_type`` defaults to ``click`` (also for
     blank cells), ``event_id`` defaults to ``ev-`` + the first 24 hex digits of the MD5 of the row's
     other event fields (so identical rows share an id and dedupe), other ``EVENT_SCHEMA`` columns are
-    optional, unknown columns are ignored. Column names are matched trimmed and lower-cased.
+    optional, unknown columns are ignored. Column names are matched trimmed and lower-cased. Only a
+    blank cell means missing: text such as ``NULL`` or ``NA`` stays text (and is quarantined where a
+    number or a time is expected).
     Articles need ``article_id``, ``published_at``, ``category``, ``title`` (``abstract`` optional).
 
     Raises ``InputFileError`` naming the file (and the row or column where there is one) for an
