@@ -54,6 +54,9 @@ SESSION_GAP_S = 30 * 60
 RECENT_READS_MAX = 100
 USER_WINDOW_DAYS = 30
 SHORT_WINDOW_DAYS = 7
+# Articles published this many days before event_ts or less get a row even without events
+# (candidates for "fresh"); independent of the Feast TTL, which only says how long a row stays valid.
+ARTICLE_FRESH_DAYS = 7
 
 USER_STATS_SCHEMA = pa.schema(
     [
@@ -240,6 +243,7 @@ def build_features(
     day: dt.date,
     *,
     ctr_prior_impressions: float = CTR_PRIOR_IMPRESSIONS,
+    article_fresh_days: int = ARTICLE_FRESH_DAYS,
 ) -> FeatureReport:
     """Compute and write the user and article snapshots of ``day`` (idempotent).
 
@@ -279,7 +283,7 @@ def build_features(
         users = con.sql(
             _USER_SQL, params={"t": end, "gap": SESSION_GAP_S, "max_reads": RECENT_READS_MAX}
         ).to_arrow_table()
-        fresh_since = end - dt.timedelta(days=settings.article_features_ttl_days)
+        fresh_since = end - dt.timedelta(days=article_fresh_days)
         articles = con.sql(
             _ARTICLE_SQL, params={"t": end, "fresh_since": fresh_since, "k": float(ctr_prior_impressions)}
         ).to_arrow_table()

@@ -41,6 +41,7 @@ from reco.lake import list_dates, partition_files
 from reco.settings import Settings
 
 FEATURE_SERVICE = "recommend_v1"
+HISTORICAL_CHUNK_ROWS = 200_000
 DEFINITIONS_FILE = "definitions.py"
 OnlineKind = Literal["sqlite", "redis"]
 
@@ -218,6 +219,7 @@ def historical_features(
     *,
     store: feast.FeatureStore | None = None,
     features: Sequence[str] | None = None,
+    chunk_rows: int = HISTORICAL_CHUNK_ROWS,
 ) -> pd.DataFrame:
     """Point-in-time join of ``recommend_v1`` onto ``entity_df`` (training data).
 
@@ -227,7 +229,8 @@ def historical_features(
     features come back as float64 where a row has no snapshot.
 
     ``features`` optionally narrows the service to some of its feature names: a ranker that
-    does not use ``recent_reads`` (up to 100 ids a row) joins ~40% faster without it.
+    does not use ``recent_reads`` (up to 100 ids a row) joins several times faster without it.
+    Rows are joined ``chunk_rows`` at a time (see the comment below).
     """
     missing = {"user_id", "article_id", "event_timestamp"} - set(entity_df.columns)
     if missing:
@@ -244,8 +247,14 @@ def historical_features(
         if unknown:
             raise RecoError(f"not features of {FEATURE_SERVICE}: {', '.join(sorted(unknown))}")
         wanted = [ref for ref in refs if ref.split(":", 1)[1] in set(features)]
+    # Feast joins each row to every snapshot within the TTL before keeping the latest, so memory
+    # grows with rows x TTL days; bounded chunks keep a 1M-row join within a few GiB.
+    parts = []
     with _quiet_deprecations():
-        joined = store.get_historical_features(entity_df=frame, features=wanted).to_df()
+        for first in range(0, max(len(frame), 1), chunk_rows):
+            chunk = frame.iloc[first : first + chunk_rows]
+            parts.append(store.get_historical_features(entity_df=chunk, features=wanted).to_df())
+    joined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     joined = joined.sort_values("_reco_row", kind="stable").drop(columns="_reco_row").reset_index(drop=True)
     joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
     return joined

@@ -59,6 +59,12 @@ def test_each_row_gets_the_snapshot_as_of_its_own_time(built: Settings) -> None:
         (T1 - dt.datetime(2024, 3, 18, 6, tzinfo=dt.UTC)).total_seconds() / 3600
     )
     assert list(out.loc[3, "recent_reads"]) == ["a1", "a2"]  # as of D2: a1 read after the clicks on a2
+    # Joined in chunks of 4 rows (6 rows: two Feast queries), the same rows in the same order.
+    chunked = historical_features(built, entity_df, chunk_rows=4)
+    pd.testing.assert_frame_equal(chunked.drop(columns="recent_reads"), out.drop(columns="recent_reads"))
+    assert [list(v) if v is not None else None for v in chunked["recent_reads"]] == [
+        list(v) if v is not None else None for v in out["recent_reads"]
+    ]
 
 
 def test_snapshots_older_than_the_ttl_come_back_null(built: Settings) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from reco.errors import InputFileError, NoDataError
 from reco.features import (
+    ARTICLE_FRESH_DAYS,
     ARTICLE_TABLE,
     CTR_PRIOR_IMPRESSIONS,
     USER_TABLE,
@@ -246,3 +247,13 @@ def test_missing_inputs_are_reported(settings: Settings) -> None:
     )
     with pytest.raises(InputFileError, match="articles"):
         build_features(settings, D)
+
+
+def test_articles_without_events_are_kept_while_fresh(settings: Settings) -> None:
+    week = dt.timedelta(days=ARTICLE_FRESH_DAYS)
+    catalogue = [article("in", T - week + SECOND, "tech"), article("out", T - week, "tech")]
+    write_silver(settings, [event(at(0, 9), "u1", "a1", "impression")], [*ARTICLES, *catalogue])
+    build_features(settings, D)
+    arts = articles_of(settings)
+    assert "in" in arts and "out" not in arts
+    assert arts["in"]["age_hours"] == pytest.approx(7 * 24 - 1 / 3600)
