@@ -1,0 +1,99 @@
+"""The served model: loaded in the background, swapped atomically when the registry alias moves.
+
+Requests read ``holder.current`` once and use that object for the whole request, so a swap
+(one reference assignment, atomic under the GIL) never mixes two versions in one answer and
+never fails a request in flight. A version that fails to load is counted and retried at the
+next poll; the previous model keeps serving meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from services.recommend.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model with the registry version it was loaded from and when (monotonic seconds)."""
+
+    model: Any
+    version: str
+    loaded_at: float
+
+
+# Where the alias points now (a version string), without loading anything.
+ResolveVersion = Callable[[], str]
+# Load one registry version; returns an object with ``recommend(...)``.
+LoadVersion = Callable[[str], Any]
+
+
+class ModelHolder:
+    """Keeps the current model of ``alias`` and polls for a new version every ``poll_interval_s``."""
+
+    def __init__(self, resolve: ResolveVersion, load: LoadVersion, metrics: Metrics, *, poll_interval_s: float) -> None:
+        self._resolve = resolve
+        self._load = load
+        self.metrics = metrics
+        self.poll_interval_s = poll_interval_s
+        self.current: LoadedModel | None = None
+        self.versions_seen: set[str] = set()  # bounded label values for event counters
+        self._failed: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._failures = metrics.model_load_failures.labels(metrics.variant)
+
+    async def start(self) -> None:
+        """Start loading in the background (the app answers /healthz meanwhile; /readyz waits)."""
+        self._task = asyncio.create_task(self._run(), name="model-holder")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self.refresh()
+            # Poll faster until the first model is in: a pod is useless until then.
+            await asyncio.sleep(self.poll_interval_s if self.current is not None else min(self.poll_interval_s, 2.0))
+
+    async def refresh(self) -> bool:
+        """Load the alias's version if it differs from the served one. True if a new model went in."""
+        try:
+            version = await asyncio.to_thread(self._resolve)
+        except Exception as error:  # registry unreachable: keep serving, try at the next poll
+            log.warning("cannot resolve the model alias: %s", error)
+            self._failures.inc()
+            return False
+        if self.current is not None and self.current.version == version:
+            return False
+        try:
+            model = await asyncio.to_thread(self._load, version)
+        except Exception:
+            log.exception("loading model version %s failed; still serving %s", version,
+                          self.current.version if self.current else "nothing")  # fmt: skip
+            self._failures.inc()
+            self._failed[version] = self._failed.get(version, 0) + 1
+            return False
+        self.swap(LoadedModel(model, version, time.monotonic()))
+        return True
+
+    def swap(self, loaded: LoadedModel) -> None:
+        """Make ``loaded`` the served model: one reference assignment, then the info gauge."""
+        previous = self.current
+        self.current = loaded
+        self.versions_seen.add(loaded.version)
+        info = self.metrics.model_info
+        if previous is not None and previous.version != loaded.version:
+            info.labels(previous.version, self.metrics.variant).set(0)
+        info.labels(loaded.version, self.metrics.variant).set(1)
+        log.info("serving model version %s (was %s)", loaded.version, previous.version if previous else "none")
