@@ -53,6 +53,7 @@ def test_gke_environment_renders_redis_and_bucket_paths(monkeypatch: pytest.Monk
     config = repo_config(settings)
     assert config.online_store.type == "redis"
     assert config.online_store.connection_string == "10.1.2.3:6379,db=0,password=pw"
+    assert config.online_store.key_ttl_seconds == 30 * 24 * 3600
     assert config.registry.path == "gs://reco-bucket/feast/registry.db"
     assert config.offline_store.type == "duckdb"
     sources = [obj for obj in load_definitions(settings) if isinstance(obj, FileSource)]
