@@ -153,7 +153,10 @@ gaps AS (
     FROM ev7 WINDOW w AS (PARTITION BY user_id ORDER BY ts)
 ),
 sessions AS (
-    SELECT user_id, ts, sum(starts) OVER (PARTITION BY user_id ORDER BY ts ROWS UNBOUNDED PRECEDING) AS session
+    -- Slate impressions share one ts: among ties the session start must come first, or a tied row
+    -- would fall into the previous session and the result would depend on scan order.
+    SELECT user_id, ts,
+           sum(starts) OVER (PARTITION BY user_id ORDER BY ts, starts DESC ROWS UNBOUNDED PRECEDING) AS session
     FROM gaps
 ),
 session_len AS (

