@@ -65,8 +65,9 @@ class ServiceSettings(BaseSettings):
     # After an online-store failure, requests skip it for this long before trying again
     # (a dead Redis then costs no connection attempt per request).
     online_store_retry_after_s: float = Field(default=0.5, ge=0)
-    # Per-call socket timeout of the direct Redis read (seconds).
-    online_store_timeout_s: float = Field(default=0.05, gt=0)
+    # Per-call timeout of the direct Redis read (seconds). Generous on purpose: it is wall time,
+    # and includes waiting for a busy event loop, so a tight value trips on CPU load, not on Redis.
+    online_store_timeout_s: float = Field(default=0.25, gt=0)
 
 
 @lru_cache(maxsize=1)

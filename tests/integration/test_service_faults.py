@@ -1,0 +1,161 @@
+"""Faults under load, against a real server process on a real Redis online store:
+Redis stops (degraded answers, no 5xx, recovery), the champion moves (zero failed requests),
+a broken model version (still serving the previous one, failure counted)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
+from service_scenario import ServiceProcess, World, build_world, make_model, register
+
+from reco.featurestore import apply_and_materialize
+from reco.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def world_settings(tmp_path_factory: pytest.TempPathFactory, redis_server: Any) -> Settings:
+    url = redis_server.url.rsplit("/", 1)[0] + "/6"
+    return Settings(workdir=tmp_path_factory.mktemp("service-faults") / "work", redis_url=url)
+
+
+@pytest.fixture(scope="module")
+def world(world_settings: Settings) -> World:
+    return build_world(world_settings, n_users=300, n_articles=1500, factors=16, online="redis")
+
+
+@pytest.fixture(scope="module")
+def service(world: World, world_settings: Settings) -> Iterator[ServiceProcess]:
+    env = {
+        "RECO_ONLINE_STORE": "redis",
+        "RECO_REDIS_URL": world_settings.redis_url,
+        "RECO_MODEL_POLL_INTERVAL_S": "0.5",
+        "RECO_ONLINE_STORE_RETRY_AFTER_S": "0.2",
+        "RECO_ARTICLE_REFRESH_INTERVAL_S": "1",
+    }
+    process = ServiceProcess(world_settings.workdir, env)
+    process.start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@dataclass
+class Load:
+    """Answers of a closed-loop load: statuses, model versions and reasons, in arrival order."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    answers: list[tuple[float, str, frozenset[str]]] = field(default_factory=list)  # (t, version, reasons)
+
+
+async def drive(url: str, load: Load, stop: asyncio.Event, *, concurrency: int = 6) -> None:
+    async def worker(i: int) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    response = await client.post("/recommend", json={"user_id": f"u{(i * 97 + n) % 300}", "k": 10})
+                except httpx.HTTPError as error:
+                    load.errors.append(f"{type(error).__name__}: {error}")
+                    continue
+                load.statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    body = response.json()
+                    load.answers.append((time.monotonic(), body["model_version"], frozenset(i["reason"] for i in body["items"])))
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_redis_down_gives_degraded_answers_then_recovers(
+    service: ServiceProcess, world: World, world_settings: Settings, redis_server: Any
+) -> None:
+    fallbacks_before = metric(service.url, "reco_fallback_total", cause="online_store")
+
+    async def scenario() -> tuple[Load, float, float, float, float]:
+        load, stop = Load(), asyncio.Event()
+        runner = asyncio.create_task(drive(service.url, load, stop))
+        await asyncio.sleep(1.5)
+        stopping_at = time.monotonic()
+        await asyncio.to_thread(redis_server.stop)
+        down_at = time.monotonic()
+        await asyncio.sleep(3.0)
+        ready_while_down = await asyncio.to_thread(httpx.get, f"{service.url}/readyz")
+        assert ready_while_down.status_code == 503 and ready_while_down.json()["online_store"] is False
+        await asyncio.to_thread(redis_server.start)
+        restarted_at = time.monotonic()
+        # A restarted cache is empty (users look new: cold start, not degraded, meanwhile);
+        # reload it the way production does, by materializing.
+        await asyncio.to_thread(apply_and_materialize, world_settings, world.day, "redis")
+        up_at = time.monotonic()
+        await asyncio.sleep(3.0)
+        stop.set()
+        await runner
+        return load, stopping_at, down_at, restarted_at, up_at
+
+    load, stopping_at, down_at, restarted_at, up_at = asyncio.run(scenario())
+    assert not load.errors, load.errors[:5]
+    assert set(load.statuses) == {200}, load.statuses
+    during = [reasons for t, _, reasons in load.answers if down_at + 0.5 < t < restarted_at]
+    after = [reasons for t, _, reasons in load.answers if t > up_at + 1.5]
+    before = [reasons for t, _, reasons in load.answers if t < stopping_at]
+    assert before and all("degraded" not in r for r in before)
+    assert len(during) > 20 and all(r == frozenset({"degraded"}) for r in during)
+    assert len(after) > 20 and all("degraded" not in r for r in after)
+    assert metric(service.url, "reco_fallback_total", cause="online_store") - fallbacks_before >= len(during)
+    assert httpx.get(f"{service.url}/readyz").status_code == 200
+
+
+def test_champion_swapped_under_load_fails_no_request(service: ServiceProcess, world: World, world_settings: Settings) -> None:
+    client = MlflowClient(tracking_uri=world_settings.tracking_uri)
+    # A version that cannot load: the service must keep serving and count the failure.
+    broken = client.create_model_version(world_settings.model_name, source=str(world_settings.workdir / "no-such-model"))
+    failures_before = metric(service.url, "reco_model_load_failures_total")
+
+    async def scenario() -> tuple[Load, str, str]:
+        load, stop = Load(), asyncio.Event()
+        runner = asyncio.create_task(drive(service.url, load, stop))
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(client.set_registered_model_alias, world_settings.model_name, "champion", broken.version)
+        await asyncio.sleep(2.0)
+        users = world.user_ids
+        new = await asyncio.to_thread(register, world_settings, make_model(users, world.article_ids, factors=16, seed=11))
+        await asyncio.sleep(4.0)
+        stop.set()
+        await runner
+        return load, str(broken.version), new
+
+    load, broken_version, new_version = asyncio.run(scenario())
+    assert not load.errors, load.errors[:5]
+    assert set(load.statuses) == {200}, load.statuses
+    versions = [v for _, v, _ in load.answers]
+    assert broken_version not in versions
+    assert versions[0] == world.version and versions[-1] == new_version
+    # Once the new version answered, the old one never did again (one atomic swap per worker).
+    first_new = versions.index(new_version)
+    assert set(versions[first_new:]) == {new_version}
+    assert metric(service.url, "reco_model_load_failures_total") > failures_before
+    assert metric(service.url, "reco_model_info", model_version=new_version) == 1.0
+    assert metric(service.url, "reco_model_info", model_version=world.version) == 0.0
