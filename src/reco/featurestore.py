@@ -68,20 +68,16 @@ def redis_connection_string(url: str) -> str:
 def feast_variables(settings: Settings) -> dict[str, str]:
     """Values of the ``${VAR}`` placeholders and of the variables ``definitions.py`` reads.
 
-    Locally they come from the workdir (absolute paths). In ``gke`` the storage locations are
-    bucket URIs that ``Settings`` has no field for, so ``RECO_FEAST_DIR`` / ``RECO_FEATURES_URI``
-    are taken from the environment there when set.
+    Locally they come from the workdir (absolute paths); in production ``settings.feast_uri`` and
+    ``settings.features_uri`` (``RECO_FEAST_URI``, ``RECO_FEATURES_URI``) hold bucket URIs instead.
     """
     values = {
-        "RECO_FEAST_DIR": str(settings.feast_dir.resolve()),
-        "RECO_FEATURES_URI": str(settings.features_dir.resolve()),
+        "RECO_FEAST_DIR": settings.feast_uri or str(settings.feast_dir.resolve()),
+        "RECO_FEATURES_URI": settings.features_uri or str(settings.features_dir.resolve()),
         "RECO_FEAST_REDIS": redis_connection_string(settings.redis_url),
         "RECO_USER_FEATURES_TTL_DAYS": str(settings.user_features_ttl_days),
         "RECO_ARTICLE_FEATURES_TTL_DAYS": str(settings.article_features_ttl_days),
     }
-    if settings.environment == "gke":
-        for name in ("RECO_FEAST_DIR", "RECO_FEATURES_URI"):
-            values[name] = os.environ.get(name, values[name])
     return values
 
 

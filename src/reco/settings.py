@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     feature_repo: Path = Field(default_factory=lambda: repo_root() / "feature_repo")
     # Empty means "SQLite under the workdir"; production sets an http(s) MLflow server.
     mlflow_tracking_uri: str = ""
+    # Production storage locations (gs:// URIs); empty means the folders under the workdir.
+    feast_uri: str = ""
+    features_uri: str = ""
     model_name: str = "reco-articles"
     redis_url: str = "redis://localhost:6379/0"
     # Ingest: events may arrive this many days after their timestamp and still land in silver.

@@ -47,7 +47,7 @@ def test_local_environment_keeps_everything_under_the_workdir(settings: Settings
 
 
 def test_gke_environment_renders_redis_and_bucket_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("RECO_FEAST_DIR", "gs://reco-bucket/feast")
+    monkeypatch.setenv("RECO_FEAST_URI", "gs://reco-bucket/feast")
     monkeypatch.setenv("RECO_FEATURES_URI", "gs://reco-bucket/features")
     settings = Settings(workdir=tmp_path, environment="gke", redis_url="redis://:pw@10.1.2.3:6379/0")
     config = repo_config(settings)
