@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -167,11 +167,46 @@ def decode_user_values(views: Sequence[_ViewFields], values: Sequence[bytes | No
     return out if found else None
 
 
+class LazyUserReader:
+    """Builds its reader on first use, so the service starts (and reports not ready) before the
+    pipeline has registered the feature service; until then reads fail as "store unavailable"."""
+
+    def __init__(self, build: Callable[[], UserFeatureReader]) -> None:
+        self._build = build
+        self._reader: UserFeatureReader | None = None
+
+    def _get(self) -> UserFeatureReader:
+        if self._reader is None:
+            try:
+                self._reader = self._build()
+            except Exception as error:
+                raise OnlineStoreUnavailable(f"feature service not available: {error}") from error
+        return self._reader
+
+    async def read(self, user_id: str) -> dict[str, Any] | None:
+        return await self._get().read(user_id)
+
+    async def ping(self) -> bool:
+        try:
+            return await self._get().ping()
+        except OnlineStoreUnavailable:
+            return False
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+
+
 def make_user_reader(settings: Settings, store: feast.FeatureStore, *, timeout_s: float) -> UserFeatureReader:
     """The direct Redis reader when the store's online store is Redis, Feast's read otherwise."""
-    if store.config.online_store.type == "redis":
-        return RedisUserReader(store, settings.redis_url, timeout_s=timeout_s)
-    return FeastUserReader(store)
+
+    def build() -> UserFeatureReader:
+        store.refresh_registry()
+        if store.config.online_store.type == "redis":
+            return RedisUserReader(store, settings.redis_url, timeout_s=timeout_s)
+        return FeastUserReader(store)
+
+    return LazyUserReader(build)
 
 
 # -- articles -------------------------------------------------------------------------------
