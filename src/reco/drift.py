@@ -5,7 +5,8 @@ snapshots of the days before D (the training reference) using Evidently's data d
 archives the HTML report under ``<workdir>/reports/<D>/`` and says whether a retraining is
 recommended (share of drifted columns above a threshold). Beside the feature drift it reports
 what the lake says about outcomes: the trend of CTR over the window and how the category mix
-of what was recommended (impressions) on D moved against the reference days.
+of what was recommended (impressions) and of what was clicked on D moved against the
+reference days.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ COLUMN_THRESHOLD = 0.1
 
 @dataclass
 class DriftResult:
-    """What ``monitor`` found for one day; ``summary()`` is what goes into ``runs/<D>/summary.json``."""
+    """What ``monitor`` found for one day (also saved as ``reports/<D>/drift.json``); ``summary()`` is a compact form."""
 
     date: str
     # Share of drifted columns, 0..1 (Evidently's DriftedColumnsCount share).
@@ -121,16 +122,26 @@ def compute_drift(
     *,
     numerical: list[str],
     categorical: list[str],
+    drift_share: float = 0.5,
 ) -> ColumnDrift:
     """Run Evidently's DataDriftPreset on two frames holding the same columns.
 
     NaN cells are ignored column by column (Evidently drops them), so frames may stack tables
     with different rows side by side. Columns empty on either side must be left out by the caller.
+    ``drift_share`` only sets the dataset-level verdict printed in the HTML report.
     """
     columns = [*numerical, *categorical]
     definition = DataDefinition(numerical_columns=list(numerical), categorical_columns=list(categorical))
     report = Report(
-        [DataDriftPreset(columns=columns, num_method=NUM_METHOD, cat_method=CAT_METHOD, threshold=COLUMN_THRESHOLD)],
+        [
+            DataDriftPreset(
+                columns=columns,
+                drift_share=drift_share,
+                num_method=NUM_METHOD,
+                cat_method=CAT_METHOD,
+                threshold=COLUMN_THRESHOLD,
+            )
+        ],
         include_tests=True,
     )
     snapshot = report.run(
@@ -445,7 +456,7 @@ def monitor(
                         bucket.append(column)
                     else:
                         notes.append(f"{column} has no values on one side: not compared")
-        found = compute_drift(ref, cur, numerical=numerical, categorical=categorical)
+        found = compute_drift(ref, cur, numerical=numerical, categorical=categorical, drift_share=threshold)
         result.share = found.share
         result.columns = {k: round(v, 6) for k, v in found.scores.items()}
         result.drifted = found.drifted
