@@ -141,9 +141,11 @@ def make_model(user_ids: list[str], article_ids: list[str], *, factors: int = 64
 
 def register(settings: Settings, model: TwoStageModel, alias: str = "champion") -> str:
     """Log ``model`` as the pyfunc the pipeline logs, register it, point ``alias`` at it; the version."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_experiment("reco-service-tests")
-    with tempfile.TemporaryDirectory(prefix="reco-model-") as tmp, mlflow.start_run(), warnings.catch_warnings():
+    from reco.train import ensure_experiment
+
+    # The pipeline's experiment: artifacts under the workdir, never ./mlruns of the cwd.
+    experiment = ensure_experiment(settings)
+    with tempfile.TemporaryDirectory(prefix="reco-model-") as tmp, mlflow.start_run(experiment_id=experiment), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = model.save(Path(tmp) / PYFUNC_ARTIFACT)
         info = mlflow.pyfunc.log_model(name="model", python_model=TwoStagePyfunc(), artifacts={PYFUNC_ARTIFACT: str(path)})
