@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import math
 import uuid
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ RANKER_FEATURES: tuple[str, ...] = (
     "u_log_session_s",
     "affinity_x_activity",
     "cold_x_log_clicks",
+    "als_available",
 )
 
 PYFUNC_ARTIFACT = "two_stage"
@@ -83,7 +85,9 @@ class RuleSettings:
 
     half_life_hours: float = 24.0
     max_age_hours: float = 72.0
-    max_per_category: int = 4
+    # At most this many articles of one category per page of ``diversity_page`` positions (0: no cap).
+    max_per_category: int = 5
+    diversity_page: int = 10
     n_als: int = 200
     n_popular: int = 60
     n_fresh: int = 40
@@ -245,6 +249,7 @@ def ranker_features(
     *,
     als_score: Any,
     has_factors: Any,
+    item_known: Any,
     views_24h: Any,
     clicks_24h: Any,
     avg_read_time_s: Any,
@@ -257,10 +262,13 @@ def ranker_features(
 ) -> np.ndarray:
     """The ranker's input matrix (n, len(RANKER_FEATURES)), float64, from per-row arrays or scalars
     (scalars broadcast: serving passes one user's stats as scalars, training passes columns).
-    Ages in hours, times in seconds; NaN inputs count as 0."""
+    Ages in hours, times in seconds; NaN inputs count as 0. ``item_known``: the article has ALS
+    factors (it was in the training data) — an article published since has an ALS score of 0
+    that means "unknown", not "disliked", and the ranker must be able to tell the two apart."""
     cols = [
         als_score,
         has_factors,
+        item_known,
         views_24h,
         clicks_24h,
         avg_read_time_s,
@@ -272,7 +280,7 @@ def ranker_features(
         avg_session_len_s,
     ]
     arrays = np.broadcast_arrays(*[np.nan_to_num(np.asarray(c, dtype=np.float64)) for c in cols])
-    als, has, views, clicks, read_s, age, aff, top, u_clicks, u_ratio, u_session = arrays
+    als, has, known, views, clicks, read_s, age, aff, top, u_clicks, u_ratio, u_session = arrays
     views = np.maximum(views, 0.0)
     clicks = np.maximum(clicks, 0.0)
     age = np.maximum(age, 0.0)
@@ -296,6 +304,7 @@ def ranker_features(
             np.log1p(np.maximum(u_session, 0.0)),
             aff * u_log_clicks,
             (1.0 - has) * log_clicks,
+            has * known,
         ]
     )
 
@@ -403,6 +412,8 @@ class TwoStageModel:
     rules: RuleSettings = field(default_factory=RuleSettings)
     ranker: LinearRanker | None = None
     catalog: ArticleFeatures | None = None
+    # (n_items,) category of each trained item ("" unknown): a new reader's taste from their reads.
+    item_categories: np.ndarray | None = None
     trained_until: str = ""
     fingerprint: str = ""
     version: str = ""
@@ -502,14 +513,16 @@ class TwoStageModel:
         now_s = _now_seconds(now)
         aligned = self._align(articles)
         lo, hi = articles.window(now_s, rules.max_age_hours)
-        pinned = dict(pinned or {})
+        # Pinned positions past the list are not shown; the others are left out of the slots to fill.
+        pinned = {int(p): str(a) for p, a in (pinned or {}).items() if 0 <= int(p) < k}
         pinned_ids = set(pinned.values())
 
         # Eligibility inside the window [lo, hi): not read, not excluded, in the requested category.
         # Everything below works on views of that window (no copy of the catalogue per request).
         window = slice(lo, hi)
         ok = np.ones(hi - lo, dtype=bool)
-        blocked = [articles.index.get(a, -1) for a in (*recent_reads(user_features), *exclude, *pinned_ids)]
+        reads = recent_reads(user_features)
+        blocked = [articles.index.get(a, -1) for a in (*reads, *exclude, *pinned_ids)]
         hist = self.history(user_id)
         if hist.size:
             blocked.extend(aligned.article_of_item[hist].tolist())
@@ -519,7 +532,7 @@ class TwoStageModel:
         codes = articles.category_codes[window]
         if category is not None:
             ok &= codes == articles.category_code(category)
-        n_slots = max(k - len(pinned), 0)
+        n_slots = k - len(pinned)
         if not ok.any() or n_slots == 0:
             return self._place_pinned([], pinned, k)
 
@@ -529,14 +542,15 @@ class TwoStageModel:
         clicks = articles.clicks_24h[window]
         popular = np.where(ok, (clicks + rules.popularity_prior) * decay, -np.inf)
         x, _how = self.user_vector(user_id, user_features)
-        affinity = category_affinity(user_features)
+        # Category clicks when the store has them; else the categories of the reads we can see.
+        affinity = category_affinity(user_features) or self.read_affinity(reads, articles)
 
         if x is None and not affinity:
             # Only the head can reach the top k, even after the per-category cap.
             head = _top_indices(popular, max(rules.n_popular, 4 * k))
             head = head[np.argsort(-popular[head], kind="stable")]
             ranked = ((int(i) + lo, float(popular[i]), "cold_start") for i in head)
-            return self._place_pinned(self._diversify(ranked, articles, n_slots, pinned_ids), pinned, k)
+            return self._place_pinned(self._diversify(ranked, articles, k, pinned), pinned, k)
 
         # Candidate generation: a bitmask of sources per window row.
         sources = np.zeros(hi - lo, dtype=np.int8)
@@ -561,11 +575,14 @@ class TwoStageModel:
 
         # Ranking: shared feature builder, logistic ranker (or the ALS + popularity fallback), decay.
         top_category = str(user_features.get("top_category") or "") if user_features else ""
+        if not top_category and affinity:
+            top_category = max(sorted(affinity), key=lambda c: affinity[c])
         cat_names = np.array(articles.categories, dtype=object)[codes[cand]]
         aff = np.array([affinity.get(c, 0.0) for c in cat_names], dtype=np.float64)
         feats = ranker_features(
             als_score=als[cand],
             has_factors=1.0 if x is not None else 0.0,
+            item_known=aligned.known[rows],
             views_24h=articles.views_24h[rows],
             clicks_24h=clicks[cand],
             avg_read_time_s=articles.avg_read_time_s[rows],
@@ -580,7 +597,7 @@ class TwoStageModel:
         order = np.argsort(-score, kind="stable")
         src = sources[cand]
         ranked = ((int(rows[i]), float(score[i]), _reason(int(src[i]))) for i in order)
-        return self._place_pinned(self._diversify(ranked, articles, n_slots, pinned_ids), pinned, k)
+        return self._place_pinned(self._diversify(ranked, articles, k, pinned), pinned, k)
 
     def _score(self, feats: np.ndarray) -> np.ndarray:
         if self.ranker is not None:
@@ -590,31 +607,45 @@ class TwoStageModel:
         return 1.0 / (1.0 + np.exp(-(4.0 * als + 0.3 * log_clicks + affinity - 2.0)))
 
     def _diversify(
-        self, ranked: Iterable[tuple[int, float, str]], articles: ArticleFeatures, n: int, pinned_ids: set[str]
+        self, ranked: Iterable[tuple[int, float, str]], articles: ArticleFeatures, k: int, pinned: Mapping[int, str]
     ) -> list[RecItem]:
-        """Best-first selection with at most ``max_per_category`` per category (pinned items count).
-        If the candidates cannot fill ``n`` within the cap, the best skipped ones fill the rest."""
-        cap = self.rules.max_per_category
-        per_cat: dict[int, int] = {}
-        for pid in pinned_ids:
-            row = articles.index.get(pid)
+        """Best-first fill of the k - len(pinned) free slots with at most ``max_per_category``
+        articles of one category per page of ``diversity_page`` positions (pinned items count on
+        their page). An article skipped for its category is reconsidered first on the next page;
+        when nothing left fits, the best skipped one takes the slot rather than leaving it empty."""
+        cap, page = self.rules.max_per_category, max(self.rules.diversity_page, 1)
+        codes = articles.category_codes
+        counts: dict[tuple[int, int], int] = {}
+        for position, article in pinned.items():
+            row = articles.index.get(article)
             if row is not None:
-                code = int(articles.category_codes[row])
-                per_cat[code] = per_cat.get(code, 0) + 1
+                key = (position // page, int(codes[row]))
+                counts[key] = counts.get(key, 0) + 1
+        slots = [p for p in range(k) if p not in pinned]
+        stream = iter(ranked)
+        pending: list[tuple[int, float, str]] = []
         chosen: list[tuple[int, float, str]] = []
-        skipped: list[tuple[int, float, str]] = []
-        for entry in ranked:
-            if len(chosen) >= n:
-                break
-            code = int(articles.category_codes[entry[0]])
-            if cap > 0 and per_cat.get(code, 0) >= cap:
-                skipped.append(entry)
-                continue
-            per_cat[code] = per_cat.get(code, 0) + 1
+        for slot in slots:
+            pg = slot // page
+
+            def fits(entry: tuple[int, float, str], pg: int = pg) -> bool:
+                return cap <= 0 or counts.get((pg, int(codes[entry[0]])), 0) < cap
+
+            pick = next((j for j, e in enumerate(pending) if fits(e)), None)
+            entry = pending.pop(pick) if pick is not None else None
+            if entry is None:
+                for candidate in stream:
+                    if fits(candidate):
+                        entry = candidate
+                        break
+                    pending.append(candidate)
+            if entry is None:
+                if not pending:
+                    break
+                entry = pending.pop(0)
+            key = (pg, int(codes[entry[0]]))
+            counts[key] = counts.get(key, 0) + 1
             chosen.append(entry)
-        if len(chosen) < n:
-            chosen.extend(skipped[: n - len(chosen)])
-            chosen.sort(key=lambda e: -e[1])
         ids = articles.article_ids
         return [RecItem(str(ids[row]), score, reason) for row, score, reason in chosen]
 
@@ -627,6 +658,21 @@ class TwoStageModel:
         for position in sorted(pinned):
             out.insert(max(0, min(position, len(out))), RecItem(pinned[position], top, "pinned"))
         return out[:k]
+
+    def read_affinity(self, reads: Sequence[str], articles: ArticleFeatures) -> dict[str, float]:
+        """Share of each category among ``reads`` (categories from the catalogue, else from training)."""
+        counts: Counter[str] = Counter()
+        for article in reads:
+            row = articles.index.get(article)
+            if row is not None:
+                counts[articles.categories[articles.category_codes[row]]] += 1
+                continue
+            item = self.item_index.get(article)
+            category = str(self.item_categories[item]) if self.item_categories is not None and item is not None else ""
+            if category:
+                counts[category] += 1
+        total = sum(counts.values())
+        return {c: n / total for c, n in counts.items()} if total else {}
 
     # -- baselines on the same data (evaluation) ---------------------------------------------
 
@@ -671,6 +717,8 @@ class TwoStageModel:
             "popularity": self.popularity,
             "item_users": self.item_users,
         }
+        if self.item_categories is not None:
+            arrays["item_categories"] = self.item_categories.astype(str)
         if self.ranker is not None:
             arrays |= {
                 "ranker_mean": self.ranker.mean,
@@ -729,6 +777,7 @@ class TwoStageModel:
             rules=RuleSettings(**meta["rules"]),
             ranker=ranker,
             catalog=catalog,
+            item_categories=arrays["item_categories"].astype(object) if "item_categories" in arrays else None,
             trained_until=meta.get("trained_until", ""),
             fingerprint=meta.get("fingerprint", ""),
         )

@@ -433,6 +433,7 @@ def ranker_matrix(joined: pd.DataFrame, articles: pd.DataFrame, sub_model: TwoSt
     return ranker_features(
         als_score=als,
         has_factors=has_u[key_codes],
+        item_known=known.astype(np.float64),
         views_24h=num("views_24h"),
         clicks_24h=num("clicks_24h"),
         avg_read_time_s=num("avg_read_time_s"),
@@ -655,14 +656,20 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
         rules=config.rules,
         ranker=ranker,
         catalog=catalog,
+        item_categories=articles.drop_duplicates("article_id", keep="last")
+        .set_index("article_id")["category"]
+        .reindex(matrix.item_ids)
+        .fillna("")
+        .astype(str)
+        .to_numpy(dtype=object),
         trained_until=end.isoformat(),
         fingerprint=fingerprint,
     )
     compute_seconds = time.perf_counter() - started
 
     log_started = time.perf_counter()
-    ensure_experiment(settings)
-    with mlflow.start_run(run_name=f"train-{day.isoformat()}") as run:
+    experiment_id = ensure_experiment(settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{day.isoformat()}") as run:
         mlflow.set_tags(
             {
                 "reco.day": day.isoformat(),

@@ -260,3 +260,13 @@ def test_pyfunc_predict_returns_one_row_per_recommendation() -> None:
     assert out.groupby("user_id").size().to_dict() == {"alice": 3, "stranger": 2}
     assert "a0" not in set(out[out.user_id == "alice"].article_id)  # training history is the read filter here
     assert set(out[out.user_id == "stranger"].reason) == {"cold_start"}
+
+
+def test_the_category_cap_applies_per_page_of_results() -> None:
+    model = make_model(30, rules=RuleSettings(max_per_category=2, diversity_page=5))
+    articles = ArticleFeatures.from_frame(catalogue(30, hours=[1.0 + i for i in range(30)]))
+    items = model.recommend("alice", k=10, now=NOW, user_features=None, articles=articles, pinned={1: "a29"})
+    pages = [[CATS[int(i.article_id[1:]) % 3] for i in items[p : p + 5]] for p in (0, 5)]
+    assert all(page.count(c) <= 2 for page in pages for c in CATS), pages
+    assert [CATS[int(i.article_id[1:]) % 3] for i in items].count("sports") == 4  # 2 per page: alice's taste
+    assert items[1].article_id == "a29"  # pinned (tech) counts on page one
