@@ -85,6 +85,9 @@ class DriftResult:
     reference_dates: list[str] = field(default_factory=list)
     # Rows compared per side after sampling, keyed "current.<table>" / "reference.<table>".
     rows: dict[str, int] = field(default_factory=dict)
+    # True while the reference holds snapshots whose 7-day windows were not full yet (the lake's
+    # first week): the share then measures the lake filling up as much as the readers changing.
+    warmup: bool = False
     seconds: float = 0.0
     note: str = ""
 
@@ -99,6 +102,7 @@ class DriftResult:
             "clicked_category_mix_shift": round(self.clicked_category_mix_shift, 4),
             "ctr": self.ctr_trend[-1]["ctr"] if self.ctr_trend and self.ctr_trend[-1]["date"] == self.date else None,
             "ctr_change": self.ctr_change,
+            "warmup": self.warmup,
             "report_path": self.report_path,
             "note": self.note,
         }
@@ -442,6 +446,7 @@ def monitor(
             notes.append(f"reference holds {len(used_ref_days)} of {reference_days} days")
         warmup = _warmup_note(settings, day, reference_days)
         if warmup:
+            result.warmup = True
             notes.append(warmup)
         cur, ref = _stack(current), _stack(reference)
         numerical: list[str] = []

@@ -145,6 +145,7 @@ def test_quiet_day_is_not_drifted_and_report_is_archived(settings: Settings) -> 
     result = monitor(settings, D)
     assert result.share == 0.0, result.columns
     assert result.retrain_recommended is False
+    assert result.warmup is False  # no silver events: nothing says the windows were short
     assert len(result.columns) == N_COLUMNS
     assert set(result.columns) >= {"user_stats.clicks_7d", "article_stats.ctr_24h", "user_stats.top_category"}
     assert result.reference_dates == [d.isoformat() for d in REFERENCE]
@@ -188,10 +189,14 @@ def test_first_day_has_no_reference(settings: Settings) -> None:
 
 
 def test_partial_reference_is_used_sampled_and_said(settings: Settings) -> None:
+    # The lake starts two days before D: its 7-day windows are still filling.
+    write_silver(settings, {REFERENCE[-2]: [("a-news1", "impression")], D: [("a-news1", "impression")]})
     write_days(settings, [*REFERENCE[-2:], D])
     result = monitor(settings, D, max_rows=300)
     assert result.reference_dates == [d.isoformat() for d in REFERENCE[-2:]]
     assert "reference holds 2 of 7 days" in result.note
+    assert result.warmup is True
+    assert f"events start {REFERENCE[-2].isoformat()}" in result.note
     assert result.rows == dict.fromkeys(
         ["current.user_stats", "current.article_stats", "reference.user_stats", "reference.article_stats"], 300
     )
