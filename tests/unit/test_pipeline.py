@@ -108,11 +108,16 @@ def test_drift_above_threshold_triggers_one_retraining_on_the_short_window(setti
     assert "retrain:train" in ctx.summary["steps"]
 
 
-def test_quiet_monitor_does_not_retrain(settings, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "drift",
+    [{"share": 0.1, "retrain_recommended": False}, {"share": 0.6, "retrain_recommended": True, "warmup": True}],
+    ids=["quiet", "warming-up"],
+)
+def test_no_retraining_on_a_quiet_day_or_while_the_reference_warms_up(settings, monkeypatch, drift) -> None:
     trained: list[int] = []
     steps = [
         Step("train", lambda ctx: trained.append(1) or {"train": {"run_id": "r"}}, "t"),
-        Step("monitor", lambda ctx: {"drift": {"share": 0.1, "retrain_recommended": False}}, "m"),
+        Step("monitor", lambda ctx: {"drift": drift}, "m"),
     ]
     monkeypatch.setattr(pipeline, "STEPS", steps)
     ctx = pipeline.run_pipeline(settings, DAY)
