@@ -89,6 +89,7 @@ def main() -> None:
                 rows += call("bench_features", workdir)
             if "pipeline" in only and size <= 1_000_000:
                 rows += call("bench_pipeline", workdir)
+                rows += call("bench_drift", workdir)
             if "train" in only and size <= 1_000_000:
                 rows += call("bench_train", workdir, None)
             print_table(f"data path at {size:,} events — {header}", rows)
