@@ -36,9 +36,10 @@ DateOpt = Annotated[
 
 @app.callback()
 def _quiet_libraries() -> None:
-    # Third-party deprecation notices (ibis inside Feast, Litestar) are noise to a CLI user, not their problem.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    # Third-party deprecation notices (ibis inside Feast, Evidently, Litestar) are noise to a CLI user,
+    # not their problem; warnings raised by reco itself still show.
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"reco(\.|$)")
 
 
 def settings_for(workdir: Path | None) -> Settings:
@@ -198,6 +199,34 @@ def runs(workdir: WorkdirOpt = None) -> None:
         fail(RecoError("no runs yet: `reco pipeline run` first"))
     console.print(runs_table(history))
     console.print(metrics_table(history[-1]))
+
+
+@app.command("recommend")
+def recommend(
+    user_id: Annotated[str, typer.Argument(help="User to recommend for (unknown users get the cold-start page).")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Number of articles.")] = 10,
+    category: Annotated[str | None, typer.Option(help="Cold-start category hint.")] = None,
+    at: Annotated[
+        dt.datetime | None,
+        typer.Option("--at", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="Serving time (UTC); default now."),
+    ] = None,
+    alias: Annotated[str, typer.Option(help="Registry alias to load.")] = "champion",
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Print recommendations with their reasons from the registered model, without the service."""
+    from reco.model import recommend_for_user
+
+    now = at.replace(tzinfo=dt.UTC) if at else None
+    try:
+        items, version = recommend_for_user(settings_for(workdir), user_id, k, now=now, category=category, alias=alias)
+    except RecoError as error:
+        fail(error)
+    table = Table(title=f"{user_id}: {len(items)} articles from reco-articles@{alias} (version {version})")
+    for column in ("#", "article_id", "score", "reason"):
+        table.add_column(column)
+    for position, item in enumerate(items, start=1):
+        table.add_row(str(position), item.article_id, f"{item.score:.4f}", item.reason)
+    console.print(table)
 
 
 def main() -> None:  # pragma: no cover - console entry point

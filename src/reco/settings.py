@@ -52,9 +52,6 @@ class Settings(BaseSettings):
     gate_max_guard_drop: float = 0.05
     # Monitor: share of drifted feature columns above which a retraining is recommended.
     drift_threshold: float = 0.3
-    # Deploy: "local" (the service polls @champion) or "gitops" (write the version to an overlay).
-    deploy_target: Literal["local", "gitops"] = "local"
-    gitops_dir: Path = Field(default_factory=lambda: repo_root() / "gitops")
 
     @property
     def lake_dir(self) -> Path:

@@ -1,0 +1,56 @@
+"""Deploy: make sure what ``@champion`` points at is loadable and answers, and record it.
+
+Locally the recommend service polls the ``champion`` alias and swaps new versions in by itself,
+so deploying means proving the champion loads through the same loader the service uses and
+returns recommendations for the serving day, then writing ``deploy/current.json``. (In
+production the same step will also bump the model version in the GitOps overlay.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from reco.errors import RecoError
+from reco.settings import Settings
+
+SMOKE_USER = "__deploy_smoke_test__"
+
+
+@dataclass
+class DeployResult:
+    target: str
+    champion_version: str
+    smoke_items: int
+    smoke_reasons: list[str]
+    record: str
+
+
+def deploy(settings: Settings, day: dt.date, *, alias: str = "champion") -> DeployResult:
+    """Load ``@alias`` as the service would and ask it for a cold-start page as of the end of ``day`` (UTC)."""
+    from reco.model import recommend_for_user
+
+    serving_time = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    items, version = recommend_for_user(settings, SMOKE_USER, k=10, now=serving_time, alias=alias)
+    if not items:
+        raise RecoError(f"{settings.model_name}@{alias} (version {version}) returned no items for {serving_time}")
+    record = settings.workdir / "deploy" / "current.json"
+    result = DeployResult(
+        target="local",
+        champion_version=version,
+        smoke_items=len(items),
+        smoke_reasons=sorted({item.reason for item in items}),
+        record=str(record),
+    )
+    _write_json(record, {**asdict(result), "alias": alias, "run_date": day.isoformat(),
+                         "deployed_at": dt.datetime.now(dt.UTC).isoformat()})
+    return result
+
+
+def _write_json(path: Path, payload: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
