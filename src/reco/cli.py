@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -227,6 +228,22 @@ def recommend(
     for position, item in enumerate(items, start=1):
         table.add_row(str(position), item.article_id, f"{item.score:.4f}", item.reason)
     console.print(table)
+
+
+@app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Run the recommend service (Litestar) on the champion model of the workdir."""
+    # The service imports reco, never the reverse: start it by module name, replacing this process
+    # so signals (Ctrl-C, SIGTERM from Kubernetes) reach the server and its graceful drain directly.
+    settings = settings_for(workdir)
+    args = [sys.executable, "-m", "services.recommend", "--workdir", str(settings.workdir),
+            "--port", str(port), "--workers", str(workers), "--host", host]
+    os.execv(sys.executable, args)
 
 
 def main() -> None:  # pragma: no cover - console entry point
