@@ -37,9 +37,17 @@ system-deps:
 setup: $(UV) system-deps
 	$(UV) sync --frozen --all-extras --quiet
 
+DEMO_PORT ?= 8000
+
 demo: setup
-	$(VENV)/bin/reco data generate --users 5000 --articles 2000 --days 14 --seed 7 --workdir $(DEMO_DIR)
-	$(VENV)/bin/reco pipeline run --workdir $(DEMO_DIR)
+	rm -rf $(DEMO_DIR)
+	$(VENV)/bin/reco demo --workdir $(DEMO_DIR)
+	@user=$$($(PY) -c "import pyarrow.parquet as pq, pyarrow.compute as pc, glob; t = pq.read_table(sorted(glob.glob('$(DEMO_DIR)/features/user_stats/date=*/*.parquet'))[-1]); t = t.filter(pc.greater(t['clicks_7d'], 3)); print(t['user_id'][0])"); \
+	  $(VENV)/bin/reco recommend $$user -k 10 --workdir $(DEMO_DIR); \
+	  echo; echo "Starting the recommend service on :$(DEMO_PORT) (Ctrl-C to stop). Try:"; \
+	  echo "  curl -s localhost:$(DEMO_PORT)/recommend -H 'content-type: application/json' -d '{\"user_id\": \"'$$user'\", \"k\": 5}'"; \
+	  echo "  curl -s localhost:$(DEMO_PORT)/metrics | grep ^reco_"; echo
+	$(VENV)/bin/reco serve --workdir $(DEMO_DIR) --port $(DEMO_PORT)
 
 lint:
 	$(VENV)/bin/ruff check src services workflows infra policies tests benchmarks feature_repo

@@ -230,6 +230,41 @@ def recommend(
     console.print(table)
 
 
+@app.command("demo")
+def demo(
+    users: Annotated[int, typer.Option(help="Number of users.")] = 5_000,
+    articles: Annotated[int, typer.Option(help="Number of articles.")] = 2_000,
+    days: Annotated[int, typer.Option(min=6, help="Days of traffic, ending today (UTC).")] = 14,
+    full_runs: Annotated[int, typer.Option(min=2, help="Last days that get the whole daily pipeline.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Generate traffic, prepare the early days, run the full pipeline on the last days, show the results."""
+    from reco.generate import generate
+    from reco.progress import run_with_progress
+    from reco.report import load_runs, metrics_table, runs_table
+
+    settings = settings_for(workdir)
+    try:
+        report = generate(settings, users=users, articles=articles, days=days, seed=seed)
+        console.print(f"[bold]generated[/] {report.events:,} events ({report.start} .. {report.end}) in {settings.workdir}")
+        first, last = dt.date.fromisoformat(report.start), dt.date.fromisoformat(report.end)
+        day = first
+        while day <= last:
+            # Early days only need silver and features (the training window and drift reference);
+            # the last days run everything, so the second run shows the gate against a champion.
+            full = (last - day).days < full_runs
+            run_with_progress(settings, day, None if full else ["ingest", "features"], console)
+            day += dt.timedelta(days=1)
+    except RecoError as error:
+        fail(error)
+    history = [run for run in load_runs(settings) if "gate" in run]
+    console.print(runs_table(history))
+    console.print(metrics_table(history[-1]))
+    for run in history:
+        console.print(f"{run['date']}: gate {run['gate']['decision']} — {run['gate']['reason']}")
+
+
 @app.command("serve")
 def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
