@@ -109,8 +109,11 @@ class RecItem:
 def epoch_seconds(values: Any) -> np.ndarray:
     """UTC timestamps (datetime64, tz-aware Series, datetimes) -> float64 seconds since the epoch."""
     series = pd.to_datetime(pd.Series(values), utc=True)
-    out = series.to_numpy(dtype="datetime64[us]").astype(np.int64).astype(np.float64) / 1e6
-    return np.asarray(out, dtype=np.float64)
+    # Drop the zone first: converting a tz-aware column to numpy datetimes goes row by row.
+    naive = series.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+    out = naive.astype(np.int64).astype(np.float64) / 1e6
+    out[np.isnat(naive)] = np.nan
+    return out
 
 
 def _now_seconds(now: dt.datetime) -> float:

@@ -74,6 +74,19 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "reco-articles"
 _EVENT_COLUMNS = ["ts", "user_id", "article_id", "event_type", "dwell_ms", "request_id", "position", "propensity"]
+# What the ranker rows take from the feature store. Not ``recent_reads`` (up to 100 ids a row, most
+# of the join's cost): it only feeds the fold-in of users the phase-1 ALS does not know, and such a
+# user has no click or read in the window before day L, so their reads are items that ALS never saw.
+JOINED_FEATURES = (
+    "clicks_7d",
+    "read_ratio_7d",
+    "avg_session_len_s",
+    "top_category",
+    "category_clicks",
+    "views_24h",
+    "clicks_24h",
+    "avg_read_time_s",
+)
 _PACKAGES = ("reco-articles", "numpy", "scipy", "pandas", "pyarrow", "implicit", "scikit-learn", "mlflow", "feast")
 
 
@@ -396,8 +409,9 @@ def ranker_matrix(joined: pd.DataFrame, articles: pd.DataFrame, sub_model: TwoSt
 
     # One user vector and affinity per (user, snapshot day), as serving computes per request:
     # known phase-1 factors, else fold-in of the snapshot's recent reads.
-    day = joined["event_timestamp"].dt.floor("D").astype(str)
-    key_codes, key_values = pd.factorize(joined["user_id"].astype(str) + "|" + day)
+    day = (epoch_seconds(joined["event_timestamp"]) // 86_400).astype(np.int64)
+    user_codes, _ = pd.factorize(joined["user_id"].astype(str))
+    key_codes, key_values = pd.factorize(user_codes.astype(np.int64) * 100_000 + (day - day.min()))
     first_row = np.full(len(key_values), -1, dtype=np.int64)
     first_row[key_codes[::-1]] = np.arange(n)[::-1]
     cat_codes, cat_values = pd.factorize(pd.Series(category).fillna(""))
@@ -406,7 +420,8 @@ def ranker_matrix(joined: pd.DataFrame, articles: pd.DataFrame, sub_model: TwoSt
     aff_u = np.zeros((len(key_values), len(cat_values)), dtype=np.float64)
     top_u = np.full(len(key_values), "", dtype=object)
     cat_pos = {c: i for i, c in enumerate(cat_values)}
-    records = joined[["user_id", "recent_reads", "category_clicks", "top_category"]].iloc[first_row].to_dict("records")
+    user_columns = [c for c in ("user_id", "recent_reads", "category_clicks", "top_category") if c in joined.columns]
+    records = joined[user_columns].iloc[first_row].to_dict("records")
     for k, rec in enumerate(records):
         features = {str(name): v for name, v in rec.items() if not _is_missing(v)}
         vector = sub_model.user_vector(str(rec["user_id"]), features)[0]
@@ -618,7 +633,7 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
         if rows.empty:
             ranker_status = f"skipped: no rows on {ranker_day} ({how})"
         else:
-            joined = historical_features(settings, rows)
+            joined = historical_features(settings, rows, features=JOINED_FEATURES)
             x = ranker_matrix(joined, articles, _sub_model(matrix, phase1, partial, config))
             ranker, status, ranker_auc = fit_ranker(x, joined["label"].to_numpy(dtype=np.int64), config)
             ranker_status = (

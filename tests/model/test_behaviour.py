@@ -211,3 +211,23 @@ def test_a_folded_in_user_gets_personal_results(world: World) -> None:
         got = [articles.categories[articles.category_codes[articles.index[i.article_id]]] for i in items]
         counts = Counter(got)
         assert got[0] == favourite and counts[favourite] >= 3 and counts.most_common(1)[0][0] == favourite, got
+
+
+def test_the_logged_pyfunc_predicts_requests_from_a_dataframe(world: World) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(world.settings.tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(world.result.model_uri)
+    users = list(world.test.now)[:3]
+    requests = pd.DataFrame(
+        {
+            "user_id": [*users, "never-seen"],
+            "k": [5, 5, 5, 3],
+            "now": [dt.datetime.combine(world.day, dt.time(10))] * 4,
+            "category": ["", "", "", "sports"],
+        }
+    )
+    out = pyfunc.predict(requests)
+    assert list(out.columns) == ["user_id", "rank", "article_id", "score", "reason"]
+    assert out.groupby("user_id").size().to_dict() == {**dict.fromkeys(users, 5), "never-seen": 3}
+    assert set(out[out.user_id == "never-seen"].reason) == {"cold_start"}
