@@ -360,21 +360,27 @@ def ranker_rows(
     else:
         if clicks.empty:
             return pd.DataFrame(columns=["user_id", "article_id", "event_timestamp", "label"]), "no clicks"
+        # Cap the clicks first so that clicks + their negatives fit max_ranker_rows.
+        keep = config.max_ranker_rows // (1 + config.negatives_per_click)
+        if len(clicks) > keep:
+            clicks = clicks.iloc[np.sort(rng.choice(len(clicks), keep, replace=False))]
         pub = articles.sort_values("published_at")
-        pub_s = pub["published_at"].astype("int64").to_numpy() / 1e9
+        pub_s = epoch_seconds(pub["published_at"])
         ids = pub["article_id"].to_numpy()
-        neg_u, neg_a, neg_t = [], [], []
-        max_age_s = config.rules.max_age_hours * 3600.0
-        for user, article, ts in zip(clicks["user_id"], clicks["article_id"], clicks["ts"], strict=True):
-            t = ts.timestamp()
-            lo, hi = np.searchsorted(pub_s, t - max_age_s), np.searchsorted(pub_s, t, side="right")
-            if hi - lo <= 1:
-                continue
-            for j in rng.integers(lo, hi, size=config.negatives_per_click):
-                if ids[j] != article and (user, ids[j]) not in clicked:
-                    neg_u.append(user)
-                    neg_a.append(ids[j])
-                    neg_t.append(ts)
+        t = epoch_seconds(clicks["ts"])
+        lo = np.searchsorted(pub_s, t - config.rules.max_age_hours * 3600.0, side="left")
+        hi = np.searchsorted(pub_s, t, side="right")
+        # (n_clicks, negatives_per_click) uniform draws among the articles eligible at each click.
+        draws = lo[:, None] + np.floor(
+            rng.random((len(clicks), config.negatives_per_click)) * (hi - lo)[:, None]
+        ).astype(np.int64)
+        draws = np.minimum(draws, len(ids) - 1)
+        users = np.repeat(clicks["user_id"].to_numpy(), config.negatives_per_click)
+        times = np.repeat(clicks["ts"].to_numpy(), config.negatives_per_click)
+        negatives = ids[draws.ravel()]
+        usable = np.repeat(hi - lo > 1, config.negatives_per_click) & np.array(
+            [(u, a) not in clicked for u, a in zip(users, negatives, strict=True)], dtype=bool
+        )
         frame = pd.concat(
             [
                 pd.DataFrame(
@@ -385,7 +391,14 @@ def ranker_rows(
                         "label": 1,
                     }
                 ),
-                pd.DataFrame({"user_id": neg_u, "article_id": neg_a, "event_timestamp": neg_t, "label": 0}),
+                pd.DataFrame(
+                    {
+                        "user_id": users[usable],
+                        "article_id": negatives[usable],
+                        "event_timestamp": times[usable],
+                        "label": 0,
+                    }
+                ),
             ],
             ignore_index=True,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 import pytest
 
@@ -231,3 +232,17 @@ def test_the_logged_pyfunc_predicts_requests_from_a_dataframe(world: World) -> N
     assert list(out.columns) == ["user_id", "rank", "article_id", "score", "reason"]
     assert out.groupby("user_id").size().to_dict() == {**dict.fromkeys(users, 5), "never-seen": 3}
     assert set(out[out.user_id == "never-seen"].reason) == {"cold_start"}
+
+
+def test_a_click_log_without_impressions_still_trains_with_sampled_negatives(world: World, tmp_path: Path) -> None:
+    copy = Settings(workdir=tmp_path / "clicks-only")
+    shutil.copytree(world.settings.workdir, copy.workdir, ignore=shutil.ignore_patterns("mlflow", "runs"))
+    for day in [*training_days(copy, world.day, copy.train_window_days), world.day]:
+        (path,) = partition_files(copy.silver_events_dir, day)
+        table = pq.read_table(path)
+        replace_partition(table.filter(pa.compute.field("event_type") != "impression"), copy.silver_events_dir, day)
+    result = train(copy, world.day, CONFIG)
+    assert result.ranker_status.startswith("trained") and "sampled negatives" in result.ranker_status
+    metrics = evaluate(copy, world.day, result.run_id).metrics
+    assert metrics["ope"]["n"] == 0  # nothing logged to reweight
+    assert metrics["model"]["ndcg@10"] > metrics["popularity"]["ndcg@10"]
