@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import sys
 import warnings
@@ -23,6 +24,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 
 console = Console()
+# Tables of metrics are wide; piped output (CI logs, `| tee`) would otherwise squeeze them to 80 columns.
+console.width = max(console.width, 130)
 err_console = Console(stderr=True)
 
 WorkdirOpt = Annotated[
@@ -39,8 +42,18 @@ DateOpt = Annotated[
 def _quiet_libraries() -> None:
     # Third-party deprecation notices (ibis inside Feast, Evidently, Litestar) are noise to a CLI user,
     # not their problem; warnings raised by reco itself still show.
-    warnings.filterwarnings("ignore")
-    warnings.filterwarnings("default", module=r"reco(\.|$)")
+    # Some libraries re-enable DeprecationWarning on import, so filters set here would not last:
+    # decide at display time instead, keeping only what reco itself warns about.
+    show = warnings.showwarning
+
+    def show_own(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if f"{os.sep}reco{os.sep}" in filename and "site-packages" not in filename:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show_own
+    # MLflow narrates every log_model (uv detection, artifact progress bars); keep its warnings only.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def settings_for(workdir: Path | None) -> Settings:

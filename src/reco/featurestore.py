@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib.util
+import io
 import os
 import re
 import sys
@@ -197,7 +198,8 @@ def apply_and_materialize(settings: Settings, day: dt.date, online: OnlineKind |
     store.apply(objects)
     built = list_dates(feature_table_dir(settings, USER_TABLE)) + list_dates(feature_table_dir(settings, ARTICLE_TABLE))
     start, end = snapshot_ts(day), snapshot_ts(max([day, *built]))
-    with _quiet_deprecations():
+    # Feast prints its progress to stdout; the pipeline reports counts in the run summary instead.
+    with _quiet_deprecations(), contextlib.redirect_stdout(io.StringIO()):
         store.materialize(start_date=start, end_date=end)
     return {
         "applied": sorted(f"{type(obj).__name__}:{obj.name}" for obj in objects),
