@@ -242,8 +242,21 @@ class LinearRanker:
     coef: np.ndarray
     intercept: float
 
+    def __post_init__(self) -> None:
+        # Columns of ranker_features' matrix this ranker was trained on, by name: a model trained
+        # before a feature was added keeps scoring (evaluated as champion, or still served).
+        unknown = [name for name in self.feature_names if name not in RANKER_FEATURES]
+        if unknown:
+            raise RecoError(f"ranker uses feature(s) {unknown} that this code does not compute")
+        self._columns = np.array([RANKER_FEATURES.index(name) for name in self.feature_names], dtype=np.int64)
+        self._all = len(self.feature_names) == len(RANKER_FEATURES) and bool(
+            np.all(self._columns == np.arange(len(RANKER_FEATURES)))
+        )
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """x: (n, n_features) -> click probabilities (n,)."""
+        """x: (n, len(RANKER_FEATURES)) from ``ranker_features`` -> click probabilities (n,)."""
+        if not self._all:
+            x = x[:, self._columns]
         z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
 

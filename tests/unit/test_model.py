@@ -270,3 +270,15 @@ def test_the_category_cap_applies_per_page_of_results() -> None:
     assert all(page.count(c) <= 2 for page in pages for c in CATS), pages
     assert [CATS[int(i.article_id[1:]) % 3] for i in items].count("sports") == 4  # 2 per page: alice's taste
     assert items[1].article_id == "a29"  # pinned (tech) counts on page one
+
+
+def test_a_ranker_trained_on_fewer_features_still_scores_by_name() -> None:
+    names = ("category_affinity", "age_days")
+    old = LinearRanker(names, np.zeros(2), np.ones(2), np.array([2.0, -1.0]), 0.0)
+    x = np.zeros((2, len(RANKER_FEATURES)))
+    x[0, RANKER_FEATURES.index("category_affinity")] = 1.0
+    x[1, RANKER_FEATURES.index("age_days")] = 1.0
+    p = old.predict(x)
+    assert p[0] == pytest.approx(1 / (1 + np.exp(-2.0))) and p[1] == pytest.approx(1 / (1 + np.exp(1.0)))
+    with pytest.raises(RecoError, match="does not compute"):
+        LinearRanker(("gone",), np.zeros(1), np.ones(1), np.ones(1), 0.0)
