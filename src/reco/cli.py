@@ -21,7 +21,9 @@ app = typer.Typer(help="reco-articles: article recommendations with a daily, gat
 data_app = typer.Typer(help="Bring events and articles into the lake.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Run the daily pipeline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+model_app = typer.Typer(help="The model registry: versions, manual promotion, rollback.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(model_app, name="model")
 
 console = Console()
 # Tables of metrics are wide; piped output (CI logs, `| tee`) would otherwise squeeze them to 80 columns.
@@ -213,6 +215,51 @@ def runs(workdir: WorkdirOpt = None) -> None:
         fail(RecoError("no runs yet: `reco pipeline run` first"))
     console.print(runs_table(history))
     console.print(metrics_table(history[-1]))
+
+
+@model_app.command("list")
+def model_list(workdir: WorkdirOpt = None) -> None:
+    """Registered versions, newest first, with aliases and the gate's decision."""
+    from reco.registry import list_versions
+
+    try:
+        versions = list_versions(settings_for(workdir))
+    except RecoError as error:
+        fail(error)
+    table = Table(title="reco-articles versions")
+    for column in ("version", "aliases", "day", "gate", "replaced", "reason"):
+        table.add_column(column)
+    for v in versions:
+        table.add_row(v.version, ",".join(v.aliases), v.day, v.decision, v.champion_before, v.reason)
+    console.print(table)
+
+
+@model_app.command("promote")
+def model_promote(
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "operator decision",
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Make VERSION the champion by hand, overriding the gate (recorded, and reversible by rollback)."""
+    from reco.registry import promote
+
+    try:
+        before, after = promote(settings_for(workdir), version, reason=reason)
+    except RecoError as error:
+        fail(error)
+    console.print(f"champion: {before or 'none'} -> {after}")
+
+
+@model_app.command("rollback")
+def model_rollback(workdir: WorkdirOpt = None) -> None:
+    """Point champion back at the version the current champion replaced."""
+    from reco.registry import rollback
+
+    try:
+        current, previous = rollback(settings_for(workdir))
+    except RecoError as error:
+        fail(error)
+    console.print(f"champion rolled back: {current} -> {previous}")
 
 
 @app.command("recommend")

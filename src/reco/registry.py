@@ -149,3 +149,86 @@ def register_and_gate(
     client.set_tag(run_id, "registered_version", new_version)
     log.info("version %s %s: %s", new_version, decision, reason)
     return GateResult(decision=decision, reason=reason, model_version=new_version, champion_version=champion_after)
+
+
+@dataclass
+class VersionInfo:
+    version: str
+    aliases: list[str]
+    day: str
+    decision: str
+    reason: str
+    champion_before: str
+
+
+def _client(settings: Settings) -> MlflowClient:
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def list_versions(settings: Settings) -> list[VersionInfo]:
+    """Every registered version, newest first, with its aliases and the gate's verdict."""
+    client = _client(settings)
+    try:
+        versions = client.search_model_versions(f"name = '{settings.model_name}'")
+    except MlflowException as error:
+        raise RecoError(f"cannot read the registry at {settings.tracking_uri}: {error}") from error
+    # Version search results carry no aliases; the registered model holds the alias -> version map.
+    aliases: dict[str, list[str]] = {}
+    if versions:
+        for alias, version in (client.get_registered_model(settings.model_name).aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+    rows = []
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        tags = v.tags or {}
+        rows.append(
+            VersionInfo(
+                version=str(v.version),
+                aliases=sorted(aliases.get(str(v.version), [])),
+                day=tags.get("gate.day", tags.get("reco.day", "")),
+                decision="rolled back" if "rolled_back" in tags else tags.get("gate.decision", ""),
+                reason=tags.get("gate.reason", ""),
+                champion_before=tags.get("gate.champion_before", ""),
+            )
+        )
+    return rows
+
+
+def promote(settings: Settings, version: str, *, reason: str) -> tuple[str | None, str]:
+    """Point ``champion`` at ``version`` by hand (an operator's override of the gate).
+
+    Returns (previous champion, new champion). The previous champion is recorded on the version
+    (tag ``gate.champion_before``) so ``rollback`` can return to it.
+    """
+    client = _client(settings)
+    try:
+        client.get_model_version(settings.model_name, version)
+    except MlflowException as error:
+        raise RecoError(f"{settings.model_name} has no version {version}") from error
+    before = _alias_version(client, settings.model_name, CHAMPION)
+    if before == version:
+        return before, version
+    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+    for key, value in {"gate.decision": "promoted", "gate.reason": f"manual: {reason}",
+                       "gate.champion_before": before or ""}.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    log.info("champion %s -> %s (manual: %s)", before, version, reason)
+    return before, version
+
+
+def rollback(settings: Settings) -> tuple[str, str]:
+    """Move ``champion`` back to the version it replaced; returns (from, to).
+
+    The service polls the alias and swaps the old version back in by itself; in production the
+    deploy step writes the same version to the GitOps overlay.
+    """
+    client = _client(settings)
+    current = _alias_version(client, settings.model_name, CHAMPION)
+    if current is None:
+        raise RecoError(f"{settings.model_name} has no champion to roll back")
+    previous = (client.get_model_version(settings.model_name, current).tags or {}).get("gate.champion_before")
+    if not previous:
+        raise RecoError(f"champion version {current} replaced no earlier champion: nothing to roll back to")
+    client.set_registered_model_alias(settings.model_name, CHAMPION, previous)
+    client.set_model_version_tag(settings.model_name, current, "rolled_back", dt.datetime.now(dt.UTC).isoformat())
+    log.info("champion rolled back %s -> %s", current, previous)
+    return current, previous
