@@ -69,10 +69,14 @@ def registry_loader(settings: Settings, alias: str) -> tuple[Callable[[], str], 
 
     from reco.model import load_model
 
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    clients: list[MlflowClient] = []
 
     def resolve() -> str:
-        return str(client.get_model_version_by_alias(settings.model_name, alias).version)
+        # Created on first use, in the holder's thread: an unreachable (or, with SQLite, not yet
+        # created) registry is then a failed poll, retried, not a worker that fails to start.
+        if not clients:
+            clients.append(MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri))
+        return str(clients[0].get_model_version_by_alias(settings.model_name, alias).version)
 
     def load(version: str) -> Any:
         # load_model resolves the alias again; the holder records the version actually loaded.

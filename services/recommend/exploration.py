@@ -61,14 +61,17 @@ def explore(
         item = shown[position]
         if item.reason == "pinned":
             continue  # editorial placement is never explored away
-        eligible = [a for a in pool if a not in in_list and allowed(a)]
-        if not eligible:
-            continue
-        if rng.random() < epsilon:
+        coin = rng.random()
+        if coin < epsilon:
+            eligible = [a for a in pool if a not in in_list and allowed(a)]
+            if not eligible:
+                continue
             choice = eligible[rng.randrange(len(eligible))]
             shown[position] = Shown(choice, 0.0, "explore", epsilon / len(eligible))
             in_list.add(choice)
             explored += 1
-        else:
+        elif any(a not in in_list and allowed(a) for a in pool):
+            # Only whether the pool is empty matters here (usually decided by its first article),
+            # so the common, unexplored case does not scan the whole pool.
             shown[position] = Shown(item.article_id, item.score, item.reason, 1.0 - epsilon)
     return shown, explored

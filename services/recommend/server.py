@@ -23,16 +23,23 @@ Server = Literal["granian", "uvicorn"]
 
 def prepare_environment(workdir: Path | None, workers: int) -> str | None:
     """Export what every worker reads: the workdir, and the shared metrics folder for several
-    workers. Returns that folder (to remove at exit) or None."""
+    workers. Returns the folder to remove at exit (one this function created), or None."""
     if workdir is not None:
         os.environ["RECO_WORKDIR"] = str(workdir.resolve())
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if workers <= 1:
         return None
-    folder = tempfile.mkdtemp(prefix="reco-metrics-")
+    # A deployment may give its own folder (e.g. an emptyDir volume); it is emptied of the
+    # previous run's files, which would otherwise be counted again.
+    given = os.environ.get("RECO_PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+    folder = given or tempfile.mkdtemp(prefix="reco-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     os.environ["RECO_PROMETHEUS_MULTIPROC_DIR"] = folder
-    return folder
+    return None if given else folder
 
 
 def run(
