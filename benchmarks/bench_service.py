@@ -133,13 +133,15 @@ async def _python_load(url: str, duration: float, connections: int, users: int) 
     }
 
 
-def _load(service: Any, script: Path, users: int, duration: int = DURATION_S) -> dict[str, Any]:
+def _load(service: Any, script: Path, users: int, duration: int = DURATION_S, connections: int = CONNECTIONS) -> dict[str, Any]:
+    """Closed loop: ``connections`` clients each waiting for its answer before the next request.
+    With 8 of them the latency is mostly queueing (Little: 8 / rps); 1 shows the service time."""
     url = service.url
     if shutil.which("wrk"):
-        _wrk(url, script, WARMUP_S, CONNECTIONS)
-        return {"client": "wrk", **_wrk(url, script, duration, CONNECTIONS)}
-    asyncio.run(_python_load(url, WARMUP_S, CONNECTIONS, users))
-    return {"client": "python", **asyncio.run(_python_load(url, duration, CONNECTIONS, users))}
+        _wrk(url, script, WARMUP_S, connections)
+        return {"client": "wrk", "connections": connections, **_wrk(url, script, duration, connections)}
+    asyncio.run(_python_load(url, WARMUP_S, connections, users))
+    return {"client": "python", "connections": connections, **asyncio.run(_python_load(url, duration, connections, users))}
 
 
 def _server_p99_ms(service: Any) -> float:
@@ -214,6 +216,9 @@ def bench_recommend(workdir: Path, redis_url: str, n_articles: int, configs: lis
             result = _load(service, script, int(N_USERS * 1.1))
             rows.append({"stage": "recommend", "articles": n_articles, "factors": FACTORS, "workers": workers, "server": server,
                          **result, "server_p99_ms": _server_p99_ms(service), "setup_s": round(build_s, 1)})  # fmt: skip
+            if workers == 1:
+                single = _load(service, script, int(N_USERS * 1.1), duration=5, connections=1)
+                rows.append({"stage": "recommend", "articles": n_articles, "factors": FACTORS, "workers": workers, "server": server, **single})
         finally:
             service.stop()
     rows += profile(settings, n_articles)

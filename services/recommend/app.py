@@ -7,6 +7,7 @@ factory ``services.recommend.app:create_app``. Everything is configured from the
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -92,35 +93,25 @@ def build_components(settings: Settings, service: ServiceSettings) -> Components
     metrics = Metrics(service.variant, service.prometheus_multiproc_dir)
     store = get_store(settings, None if service.online_store == "auto" else service.online_store)
     resolve, load = registry_loader(settings, service.model_alias)
-    holder_ref: list[ModelHolder] = []
-    articles_ref: list[ArticleStore] = []
-
-    def current_model() -> Any:
-        loaded = holder_ref[0].current if holder_ref else None
-        return loaded.model if loaded is not None else None
 
     def load_and_warm(version: str) -> Any:
         model = load(version)
-        snapshot = articles_ref[0].current if articles_ref else None
+        snapshot = articles.current  # bound below; called only once the app runs
         if snapshot is not None:
-            import datetime as dt
-
             warm_up(model, snapshot.features, dt.datetime.now(dt.UTC))
         return model
 
     holder = ModelHolder(resolve, load_and_warm, metrics, poll_interval_s=service.model_poll_interval_s)
-    holder_ref.append(holder)
     articles = ArticleStore(
         settings,
         store,
-        current_model=current_model,
+        current_model=lambda: holder.current.model if holder.current is not None else None,
         metrics=metrics,
         interval_s=service.article_refresh_interval_s,
         pool_size=service.exploration_pool_size,
         pool_max_age_hours=service.exploration_max_age_hours,
         fallback_size=service.fallback_pool_size,
     )
-    articles_ref.append(articles)
     users = make_user_reader(settings, store, timeout_s=service.online_store_timeout_s)
     sink: EventSink = PubSubSink(service.pubsub_topic) if service.events_sink == "pubsub" else LakeSink(settings.bronze_events_dir)
     writer = EventWriter(

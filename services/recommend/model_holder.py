@@ -84,7 +84,8 @@ class ModelHolder:
             self._failures.inc()
             self._failed[version] = self._failed.get(version, 0) + 1
             return False
-        self.swap(LoadedModel(model, version, time.monotonic()))
+        # The version the loader reports wins: the alias may have moved between resolve and load.
+        self.swap(LoadedModel(model, str(getattr(model, "version", "") or version), time.monotonic()))
         return True
 
     def swap(self, loaded: LoadedModel) -> None:
