@@ -178,7 +178,7 @@ def _wait_healthy(service: Any, timeout: float = 240.0) -> None:
 
 
 def _service(
-    workdir: Path, redis_url: str, *, workers: int = 1, server: str = "granian", extra: dict[str, str] | None = None, ready: bool = True
+    workdir: Path, redis_url: str, *, workers: int = 1, server: str = "uvicorn", extra: dict[str, str] | None = None, ready: bool = True
 ) -> Any:
     from service_scenario import ServiceProcess
 
@@ -407,10 +407,10 @@ def bench(workdir: Path, *, quick: bool = False) -> list[dict[str, Any]]:
     rows = _Rows()
     try:
         rows += bench_healthz(workdir / "healthz", redis_url)
-        rows += bench_recommend(workdir / "w20k", redis_url, 20_000, [(1, "granian"), (1, "uvicorn"), (2, "granian")])
+        rows += bench_recommend(workdir / "w20k", redis_url, 20_000, [(1, "uvicorn"), (1, "granian"), (2, "uvicorn")])
         if not quick:
             subprocess.run(["redis-cli", "-u", redis_url, "flushall"], capture_output=True, check=False)
-            rows += bench_recommend(workdir / "w100k", redis_url, 100_000, [(1, "granian")])
+            rows += bench_recommend(workdir / "w100k", redis_url, 100_000, [(1, "uvicorn")])
         rows += bench_events(workdir)
         rows += bench_ann()
     finally:

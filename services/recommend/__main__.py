@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("RECO_PORT", "8000")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("RECO_WORKERS", "1")))
     parser.add_argument("--host", default=os.environ.get("RECO_HOST", "127.0.0.1"))
-    parser.add_argument("--server", choices=["granian", "uvicorn"], default=os.environ.get("RECO_SERVER", "granian"))
+    parser.add_argument("--server", choices=["granian", "uvicorn"], default=os.environ.get("RECO_SERVER", "uvicorn"))
     args = parser.parse_args(argv)
     run(args.port, args.workers, args.workdir, host=args.host, server=args.server)
 

@@ -1,7 +1,10 @@
-"""Run the service: ``run(port, workers, workdir)`` with granian (default) or uvicorn.
+"""Run the service: ``run(port, workers, workdir)`` with uvicorn (default) or granian.
 
-Granian was picked by measurement (``benchmarks/bench_service.py`` runs both on the same
-machine and request mix). Both load the app from the factory string
+Picked by measurement (``benchmarks/bench_service.py`` runs both on the same machine and request
+mix): on /recommend they tie within noise (mean of four runs each at 20k articles: uvicorn 912,
+granian 888 requests/s), and uvicorn has the lower tail at one connection (p99 2.1 ms vs 4.7 ms),
+so uvicorn (uvloop + httptools) is the default and granian stays one flag away. Both load the app
+from the factory string
 ``services.recommend.app:create_app`` in each worker and run its lifespan hooks, so SIGTERM
 drains the event buffer before the process exits.
 
@@ -48,7 +51,7 @@ def run(
     workdir: Path | None = None,
     *,
     host: str = "127.0.0.1",
-    server: Server = "granian",
+    server: Server = "uvicorn",
     graceful_timeout_s: int = 30,
 ) -> None:
     """Serve until SIGINT/SIGTERM; on the way out each worker drains its event buffer."""

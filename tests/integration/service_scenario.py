@@ -186,7 +186,7 @@ def catalogue(settings: Settings, day: dt.date) -> ArticleFeatures:
 class ServiceProcess:
     """``python -m services.recommend`` on a free loopback port, configured through its environment."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None, *, workers: int = 1, server: str = "granian") -> None:
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None, *, workers: int = 1, server: str = "uvicorn") -> None:
         import socket
 
         with socket.socket() as sock:
@@ -233,7 +233,8 @@ class ServiceProcess:
         raise TimeoutError(f"service not ready after {timeout}s (last: {last}):\n{self.tail()}")
 
     def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM (graceful: the event buffer is drained), wait; the exit code."""
+        """SIGTERM (graceful: the event buffer is drained), wait; the exit code, where -15 (uvicorn
+        re-raises SIGTERM once its graceful shutdown is done) counts as a clean exit: 0."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -246,7 +247,7 @@ class ServiceProcess:
                 raise
         code = self.proc.returncode
         self.proc = None
-        return code
+        return 0 if code == -signal.SIGTERM else code
 
     def tail(self, n: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
