@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-console = Console()
+console = Console(width=160)
 
 
 def machine() -> str:
@@ -53,15 +53,25 @@ def call(module: str, *args: Any) -> list[dict[str, Any]]:
     return result if isinstance(result, list) else [result]
 
 
+MAIN_COLUMNS: tuple[str, ...] = ("seconds", "events", "rows", "events_per_s", "rows_per_s", "peak_rss_mib")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
+    """One line per measured stage: the common figures in columns, the rest as key=value details."""
+    table = Table(title=title, show_lines=False)
+    table.add_column("stage")
+    for column in MAIN_COLUMNS:
+        table.add_column(column, justify="right")
+    table.add_column("details", overflow="fold")
     for row in rows:
-        columns += [c for c in row if c not in columns]
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*[f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v) for v in (row.get(c, "") for c in columns)])
+        details = ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "stage" and k not in MAIN_COLUMNS)
+        table.add_row(str(row.get("stage", "?")), *[_fmt(row[c]) if c in row else "" for c in MAIN_COLUMNS], details)
     console.print(table)
 
 
