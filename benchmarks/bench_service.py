@@ -213,7 +213,9 @@ def bench_recommend(workdir: Path, redis_url: str, n_articles: int, configs: lis
     for workers, server in configs:
         service = _service(workdir, redis_url, workers=workers, server=server)
         try:
-            result = _load(service, script, int(N_USERS * 1.1))
+            # 8 connections per worker: with fewer, the kernel's accept() can hand most keep-alive
+            # connections to one worker and the second one idles.
+            result = _load(service, script, int(N_USERS * 1.1), connections=CONNECTIONS * workers)
             rows.append({"stage": "recommend", "articles": n_articles, "factors": FACTORS, "workers": workers, "server": server,
                          **result, "server_p99_ms": _server_p99_ms(service), "setup_s": round(build_s, 1)})  # fmt: skip
             if workers == 1:
