@@ -103,6 +103,9 @@ class PubSubSink:
 def to_rows(events: Sequence[Event], now: dt.datetime) -> list[Row]:
     """Validated API events -> rows; fills ``event_id`` (uuid4) and ``ts`` (arrival time, UTC).
 
+    The API's ``position`` is 1-based, as in the /recommend response; the lake's is 0-based (the
+    generator's and importers' convention, which off-policy evaluation reads: slot 0 is the top).
+
     Raises InvalidRequestError naming the field for what the schema alone cannot say.
     """
     rows: list[Row] = []
@@ -119,7 +122,7 @@ def to_rows(events: Sequence[Event], now: dt.datetime) -> list[Row]:
                 e.event_type,
                 e.dwell_ms,
                 e.request_id,
-                e.position,
+                e.position - 1 if e.position is not None else None,
                 e.model_version,
                 e.variant,
                 e.propensity,

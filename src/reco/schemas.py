@@ -1,8 +1,9 @@
 """The data contracts: events and articles as explicit pyarrow schemas.
 
 One row per event. ``ts`` is UTC with microsecond precision. ``event_type`` is one of
-``EVENT_TYPES``. Impressions carry the ``position`` and ``propensity`` under which the
-item was shown, so logged data supports off-policy evaluation.
+``EVENT_TYPES``. Impressions carry the ``position`` (0-based: 0 is the top slot) and the
+``propensity`` under which the item was shown, so logged data supports off-policy evaluation.
+(The service's HTTP API counts positions from 1, like its responses, and converts.)
 """
 
 from __future__ import annotations

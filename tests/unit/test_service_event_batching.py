@@ -118,3 +118,15 @@ def test_a_full_buffer_refuses_instead_of_growing(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert len(lake_ids(tmp_path)) == 50
+
+
+def test_api_positions_are_one_based_and_the_lake_zero_based() -> None:
+    from services.recommend.events import to_rows
+    from services.recommend.schemas import Event
+
+    now = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
+    top = Event(user_id="u1", article_id="a1", event_type="impression", request_id="r1", position=1)
+    unplaced = Event(user_id="u1", article_id="a2", event_type="click", request_id="r1")
+    rows = to_rows([top, unplaced], now)
+    position = [f.name for f in EVENT_SCHEMA].index("position")
+    assert [row[position] for row in rows] == [0, None]
