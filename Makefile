@@ -61,6 +61,8 @@ pytest:
 test: setup lint typecheck pytest
 
 bench: setup
+	@if [ "$$(id -u)" = "0" ] && ! command -v wrk >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; fi
 	$(PY) benchmarks/run.py
 
 clean:
