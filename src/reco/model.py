@@ -35,7 +35,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -76,6 +78,7 @@ RANKER_FEATURES: tuple[str, ...] = (
 )
 
 PYFUNC_ARTIFACT = "two_stage"
+_log = logging.getLogger(__name__)
 MODEL_ARTIFACT_NAME = "model"
 
 
@@ -95,6 +98,11 @@ class RuleSettings:
     n_top_categories: int = 3
     # Cold-start score is (clicks_24h + prior) · decay: the prior lets a brand-new article compete.
     popularity_prior: float = 1.0
+    # ALS retrieval through an HNSW index (faiss) instead of the exact product once the catalogue
+    # has at least this many articles; below it (and for offline evaluation's small catalogues)
+    # retrieval is exact. ``ann_ef_search``: HNSW search breadth (recall against time).
+    ann_min_items: int = 50_000
+    ann_ef_search: int = 256
 
 
 @dataclass
@@ -220,12 +228,102 @@ class ArticleFeatures:
 
 @dataclass
 class _Aligned:
-    """One model's view of one catalogue: item factors in article order (zeros where unknown)."""
+    """One model's view of one catalogue: item factors in article order (zeros where unknown),
+    plus everything a request needs that depends on neither the user nor ``now``. Built once per
+    (catalogue object, model) and never mutated after, so concurrent requests can share it."""
 
     item_of_article: np.ndarray  # (n_articles,) int32, model item index or -1
     article_of_item: np.ndarray  # (n_items,) int32, article row or -1
     factors: np.ndarray  # (n_articles, n_factors) float32
     known: np.ndarray  # (n_articles,) bool
+    known_f: np.ndarray  # (n_articles,) float64, 1.0 where known
+    # (n_articles, 4) float64: ranker columns log_views_24h, log_clicks_24h, ctr_24h_smoothed,
+    # read_time_min, computed by ranker_features itself so they are the training values.
+    item_cols: np.ndarray
+    # Rows by cold-start popularity, best first. (clicks + prior) · 2^(-age / half-life) ranks
+    # articles the same way at every ``now`` (the decay factors as 2^(-now/h) · 2^(published/h)),
+    # so one sort serves all requests. None when some clicks + prior <= 0 (the identity fails).
+    pop_order: np.ndarray | None
+    cat_pop_order: list[np.ndarray]  # per category code: pop_order's rows of that category
+    cat_rows: list[np.ndarray]  # per category code: its rows, ascending (= by published_at)
+
+
+def _build_aligned(model: TwoStageModel, articles: ArticleFeatures) -> _Aligned:
+    n = len(articles)
+    item_of_article = np.array([model.item_index.get(a, -1) for a in articles.article_ids.tolist()], dtype=np.int32)
+    known = item_of_article >= 0
+    factors = np.zeros((n, model.n_factors), dtype=np.float32)
+    factors[known] = model.item_factors[item_of_article[known]]
+    article_of_item = np.full(len(model.item_ids), -1, dtype=np.int32)
+    article_of_item[item_of_article[known]] = np.flatnonzero(known).astype(np.int32)
+    cols = ranker_features(
+        als_score=0.0,
+        has_factors=0.0,
+        item_known=known,
+        views_24h=articles.views_24h,
+        clicks_24h=articles.clicks_24h,
+        avg_read_time_s=articles.avg_read_time_s,
+        age_hours=0.0,
+        affinity=0.0,
+        is_top_category=0.0,
+        clicks_7d=0.0,
+        read_ratio_7d=0.0,
+        avg_session_len_s=0.0,
+    ).reshape(n, len(RANKER_FEATURES))
+    rules = model.rules
+    base = articles.clicks_24h + rules.popularity_prior
+    pop_order: np.ndarray | None = None
+    published = articles.published_s
+    if n and bool(np.all(base > 0)) and bool(np.all(np.isfinite(published))) and rules.half_life_hours > 0:
+        key = np.log(base.astype(np.float64)) + (published - published.max()) * (
+            math.log(2.0) / (rules.half_life_hours * 3600.0)
+        )
+        pop_order = np.argsort(-key, kind="stable")
+    codes = articles.category_codes
+    n_cats = len(articles.categories)
+    by_code = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[by_code], np.arange(n_cats + 1))
+    cat_rows = [by_code[bounds[c] : bounds[c + 1]] for c in range(n_cats)]
+    cat_pop_order: list[np.ndarray] = []
+    if pop_order is not None:
+        pop_codes = codes[pop_order]
+        by_code = pop_order[np.argsort(pop_codes, kind="stable")]
+        cat_pop_order = [by_code[bounds[c] : bounds[c + 1]] for c in range(n_cats)]
+    return _Aligned(
+        item_of_article=item_of_article,
+        article_of_item=article_of_item,
+        factors=factors,
+        known=known,
+        known_f=known.astype(np.float64),
+        item_cols=np.ascontiguousarray(cols[:, 2:6]),
+        pop_order=pop_order,
+        cat_pop_order=cat_pop_order,
+        cat_rows=cat_rows,
+    )
+
+
+_FAISS: Any = None
+_FAISS_TRIED = False
+_FAISS_LOCK = threading.Lock()
+
+
+def _faiss() -> Any | None:
+    """faiss, imported on first use (it is in the ``serve`` extra, not core); None if missing."""
+    global _FAISS, _FAISS_TRIED
+    if _FAISS_TRIED:
+        return _FAISS
+    with _FAISS_LOCK:
+        if not _FAISS_TRIED:
+            try:
+                import faiss
+
+                # One query at a time per request: OpenMP workers only add spin-waiting on a busy host.
+                faiss.omp_set_num_threads(1)
+                _FAISS = faiss
+            except ImportError:
+                _log.warning("faiss is not installed: ALS retrieval stays exact at every catalogue size")
+            _FAISS_TRIED = True
+    return _FAISS
 
 
 @dataclass
@@ -402,6 +500,38 @@ def _top_indices(values: np.ndarray, n: int) -> np.ndarray:
     return finite[np.argpartition(values[finite], -n)[-n:]]
 
 
+def _newest(
+    ok: np.ndarray, pool: np.ndarray | None, lo: int, hi: int, published_s: np.ndarray, n: int
+) -> np.ndarray | None:
+    """Window-relative indices of the n newest eligible rows, walking back from the window's end
+    (rows are sorted by published_at); ``pool``: ascending catalogue rows to draw from (one
+    category), None for all. None when two rows share the publication time at the cut (which of
+    them is in is then arbitrary: the caller decides on the whole window, as _top_indices would)."""
+    if n <= 0:
+        return np.empty(0, dtype=np.int64)
+    if pool is None:
+        start_at, end_at = lo, hi
+    else:
+        start_at, end_at = int(np.searchsorted(pool, lo)), int(np.searchsorted(pool, hi))
+    parts: list[np.ndarray] = []
+    count, end, step = 0, end_at, max(4 * n, 64)
+    while count <= n and end > start_at:
+        start = max(start_at, end - step)
+        seg = np.arange(start, end) if pool is None else pool[start:end]
+        seg = seg[ok[seg - lo]]
+        parts.append(seg)
+        count += seg.size
+        end, step = start, step * 2
+    if not parts:
+        return np.empty(0, dtype=np.int64)
+    got = np.concatenate(parts[::-1])
+    if got.size > n:
+        if published_s[got[-n]] == published_s[got[-n - 1]]:
+            return None
+        got = got[-n:]
+    return got - lo
+
+
 @dataclass
 class TwoStageModel:
     """ALS retrieval + extra candidate sources + logistic ranker + rules (see the module docstring).
@@ -442,6 +572,9 @@ class TwoStageModel:
         # Gram matrix of the item factors, shared by every fold-in solve: (f, f) float64.
         self._yty = y.T @ y
         self._eye_reg = self.regularization * np.eye(self.n_factors)
+        self._ann: Any = None
+        self._ann_missing = False
+        self._ann_lock = threading.Lock()
 
     @property
     def n_factors(self) -> int:
@@ -489,19 +622,53 @@ class TwoStageModel:
         return self.history_items[self.history_indptr[row] : self.history_indptr[row + 1]]
 
     def _align(self, articles: ArticleFeatures) -> _Aligned:
+        """The per-catalogue cache. It lives on the ArticleFeatures object, so a new snapshot
+        (a new object) gets a new one; built fully before it is published (thread safe)."""
         aligned = articles._aligned.get(self.uid)
         if aligned is None:
-            item_of_article = np.array(
-                [self.item_index.get(a, -1) for a in articles.article_ids.tolist()], dtype=np.int32
-            )
-            known = item_of_article >= 0
-            factors = np.zeros((len(articles), self.n_factors), dtype=np.float32)
-            factors[known] = self.item_factors[item_of_article[known]]
-            article_of_item = np.full(len(self.item_ids), -1, dtype=np.int32)
-            article_of_item[item_of_article[known]] = np.flatnonzero(known).astype(np.int32)
-            aligned = _Aligned(item_of_article, article_of_item, factors, known)
+            aligned = _build_aligned(self, articles)
             articles._aligned[self.uid] = aligned
+            if self._use_ann(articles):
+                self.ann_index()  # build now (the service's warm-up request), not in a live one
         return aligned
+
+    def _use_ann(self, articles: ArticleFeatures) -> bool:
+        # getattr: a RuleSettings unpickled from before the field existed has no attribute.
+        return len(articles) >= getattr(self.rules, "ann_min_items", 50_000)
+
+    def ann_index(self) -> Any | None:
+        """faiss HNSW (32 links, inner product) over ``item_factors``, ids = model item indices;
+        built once per model, on first use. None when faiss is not installed."""
+        if self._ann is not None or self._ann_missing:
+            return self._ann
+        with self._ann_lock:
+            if self._ann is None and not self._ann_missing:
+                faiss = _faiss()
+                if faiss is None:
+                    self._ann_missing = True
+                else:
+                    index = faiss.IndexHNSWFlat(self.n_factors, 32, faiss.METRIC_INNER_PRODUCT)
+                    index.hnsw.efConstruction = 40
+                    index.add(np.ascontiguousarray(self.item_factors, dtype=np.float32))
+                    self._ann = index
+        return self._ann
+
+    def _ann_top(self, x: np.ndarray, eligible_items: np.ndarray, n: int) -> np.ndarray | None:
+        """Model items (≤ n, best first) among ``eligible_items`` by approximate x · y; None
+        without faiss. The eligibility goes in as a bitmap so HNSW never returns a filtered item."""
+        index = self.ann_index()
+        if index is None or n <= 0:
+            return None
+        faiss: Any = _faiss()
+        mask = np.zeros(len(self.item_ids), dtype=bool)
+        mask[eligible_items] = True
+        bits = np.packbits(mask, bitorder="little")
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(int(getattr(self.rules, "ann_ef_search", 256)), n)
+        params.sel = faiss.IDSelectorBitmap(mask.size, faiss.swig_ptr(bits))
+        _, ids = index.search(np.ascontiguousarray(x, dtype=np.float32)[None, :], n, params=params)
+        found = ids[0]
+        return found[found >= 0]
 
     # -- the request -------------------------------------------------------------------------
 
@@ -542,78 +709,173 @@ class TwoStageModel:
         hist = self.history(user_id)
         if hist.size:
             blocked.extend(aligned.article_of_item[hist].tolist())
-        for row in blocked:
-            if lo <= row < hi:
-                ok[row - lo] = False
+        if blocked:
+            rows_b = np.asarray(blocked, dtype=np.int64)
+            ok[rows_b[(rows_b >= lo) & (rows_b < hi)] - lo] = False
         codes = articles.category_codes[window]
+        cat_code: int | None = None
         if category is not None:
-            ok &= codes == articles.category_code(category)
+            cat_code = articles.category_code(category)
+            ok &= codes == cat_code
         n_slots = k - len(pinned)
         if not ok.any() or n_slots == 0:
             return self._place_pinned([], pinned, k)
 
-        published = articles.published_s[window]
-        age_h = (now_s - published) / 3600.0
-        decay = np.exp2(-age_h / rules.half_life_hours)
-        clicks = articles.clicks_24h[window]
-        popular = np.where(ok, (clicks + rules.popularity_prior) * decay, -np.inf)
         x, _how = self.user_vector(user_id, user_features)
         # Category clicks when the store has them; else the categories of the reads we can see.
         affinity = category_affinity(user_features) or self.read_affinity(reads, articles)
+        # The source lists below come from the per-catalogue orders (a few hundred rows touched);
+        # where that order cannot decide (equal values at the cut), the whole window decides, as
+        # before: the candidate set, hence the answer, is the same either way.
+        full: dict[str, np.ndarray] = {}
+
+        def window_popular() -> np.ndarray:
+            if "popular" not in full:
+                published = articles.published_s[window]
+                decay = np.exp2(-((now_s - published) / 3600.0) / rules.half_life_hours)
+                full["popular"] = np.where(ok, (articles.clicks_24h[window] + rules.popularity_prior) * decay, -np.inf)
+            return full["popular"]
 
         if x is None and not affinity:
             # Only the head can reach the top k, even after the per-category cap.
-            head = _top_indices(popular, max(rules.n_popular, 4 * k))
-            head = head[np.argsort(-popular[head], kind="stable")]
-            ranked = ((int(i) + lo, float(popular[i]), "cold_start") for i in head)
+            n_head = max(rules.n_popular, 4 * k)
+            fast = self._popular_head(aligned, articles, ok, lo, hi, now_s, n_head, cat_code, distinct=True)
+            if fast is not None:
+                head, values = fast
+            else:
+                popular = window_popular()
+                head = _top_indices(popular, n_head)
+                head = head[np.argsort(-popular[head], kind="stable")]
+                values = popular[head]
+            ranked = ((int(i) + lo, float(v), "cold_start") for i, v in zip(head, values, strict=True))
             return self._place_pinned(self._diversify(ranked, articles, k, pinned), pinned, k)
 
         # Candidate generation: a bitmask of sources per window row.
         sources = np.zeros(hi - lo, dtype=np.int8)
-        als = np.zeros(hi - lo, dtype=np.float32)
+        als_window: np.ndarray | None = None
         if x is not None:
-            als = aligned.factors[window] @ x
             retrievable = ok & aligned.known[window]
-            sources[_top_indices(np.where(retrievable, als, -np.inf), rules.n_als)] |= _SRC_BIT["als"]
-        sources[_top_indices(popular, rules.n_popular)] |= _SRC_BIT["popular"]
-        fresh = np.where(ok, published, -np.inf)
-        sources[_top_indices(fresh, rules.n_fresh)] |= _SRC_BIT["fresh"]
+            ann = None
+            if cat_code is None and self._use_ann(articles):
+                ann = self._ann_top(x, aligned.item_of_article[lo:hi][retrievable], rules.n_als)
+            if ann is not None:
+                sources[aligned.article_of_item[ann] - lo] |= _SRC_BIT["als"]
+            else:
+                als_window = aligned.factors[window] @ x
+                sources[_top_indices(np.where(retrievable, als_window, -np.inf), rules.n_als)] |= _SRC_BIT["als"]
+        fast = self._popular_head(aligned, articles, ok, lo, hi, now_s, rules.n_popular, cat_code, distinct=False)
+        sources[fast[0] if fast is not None else _top_indices(window_popular(), rules.n_popular)] |= _SRC_BIT["popular"]
+        newest = _newest(ok, None, lo, hi, articles.published_s, rules.n_fresh)
+        if newest is None:
+            newest = _top_indices(np.where(ok, articles.published_s[window], -np.inf), rules.n_fresh)
+        sources[newest] |= _SRC_BIT["fresh"]
         top_cats = sorted(affinity, key=lambda c: (-affinity[c], c))[: rules.n_top_categories]
         if category is not None:
             top_cats = [category]
         for cat in top_cats:
             code = articles.category_code(cat)
             if code >= 0:
-                in_cat = np.where(codes == code, fresh, -np.inf)
-                sources[_top_indices(in_cat, rules.n_category_fresh)] |= _SRC_BIT["category_fresh"]
+                newest = _newest(ok, aligned.cat_rows[code], lo, hi, articles.published_s, rules.n_category_fresh)
+                if newest is None:
+                    fresh = np.where(ok, articles.published_s[window], -np.inf)
+                    newest = _top_indices(np.where(codes == code, fresh, -np.inf), rules.n_category_fresh)
+                sources[newest] |= _SRC_BIT["category_fresh"]
         cand = np.flatnonzero(sources)
         rows = cand + lo
 
-        # Ranking: shared feature builder, logistic ranker (or the ALS + popularity fallback), decay.
+        # Ranking: the ranker's matrix for the candidates only, the per-article columns from the
+        # cache and the rest as ranker_features computes them; logistic ranker, then decay.
+        if x is None:
+            als = np.zeros(cand.size, dtype=np.float64)
+        elif als_window is not None:
+            als = np.nan_to_num(als_window[cand].astype(np.float64))
+        else:
+            als = np.nan_to_num((aligned.factors[rows] @ x).astype(np.float64))
         top_category = str(user_features.get("top_category") or "") if user_features else ""
         if not top_category and affinity:
             top_category = max(sorted(affinity), key=lambda c: affinity[c])
-        cat_names = np.array(articles.categories, dtype=object)[codes[cand]]
-        aff = np.array([affinity.get(c, 0.0) for c in cat_names], dtype=np.float64)
-        feats = ranker_features(
-            als_score=als[cand],
-            has_factors=1.0 if x is not None else 0.0,
-            item_known=aligned.known[rows],
-            views_24h=articles.views_24h[rows],
-            clicks_24h=clicks[cand],
-            avg_read_time_s=articles.avg_read_time_s[rows],
-            age_hours=age_h[cand],
-            affinity=aff,
-            is_top_category=(cat_names == top_category).astype(np.float64) if top_category else 0.0,
-            clicks_7d=_user_scalar(user_features, "clicks_7d"),
-            read_ratio_7d=_user_scalar(user_features, "read_ratio_7d"),
-            avg_session_len_s=_user_scalar(user_features, "avg_session_len_s"),
-        )
-        score = self._score(feats) * decay[cand]
+        cand_codes = codes[cand]
+        aff_by_code = np.nan_to_num(np.array([affinity.get(c, 0.0) for c in articles.categories], dtype=np.float64))
+        has = 1.0 if x is not None else 0.0
+        age_h = (now_s - articles.published_s[rows]) / 3600.0
+        age = np.maximum(np.nan_to_num(age_h), 0.0)
+        u_log_clicks = np.log1p(np.maximum(_user_scalar(user_features, "clicks_7d"), 0.0))
+        feats = np.empty((cand.size, len(RANKER_FEATURES)), dtype=np.float64)
+        feats[:, 0] = als
+        feats[:, 1] = has
+        feats[:, 2:6] = aligned.item_cols[rows]
+        feats[:, 6] = age / 24.0
+        feats[:, 7] = np.log1p(age)
+        feats[:, 8] = aff_by_code[cand_codes] if aff_by_code.size else 0.0
+        feats[:, 9] = (cand_codes == articles.category_code(top_category)) if top_category else 0.0
+        feats[:, 10] = u_log_clicks
+        feats[:, 11] = _user_scalar(user_features, "read_ratio_7d")
+        feats[:, 12] = np.log1p(np.maximum(_user_scalar(user_features, "avg_session_len_s"), 0.0))
+        feats[:, 13] = feats[:, 8] * u_log_clicks
+        feats[:, 14] = (1.0 - has) * feats[:, 3]
+        feats[:, 15] = has * aligned.known_f[rows]
+        score = self._score(feats) * np.exp2(-age_h / rules.half_life_hours)
         order = np.argsort(-score, kind="stable")
         src = sources[cand]
         ranked = ((int(rows[i]), float(score[i]), _reason(int(src[i]))) for i in order)
         return self._place_pinned(self._diversify(ranked, articles, k, pinned), pinned, k)
+
+    def _popular_head(
+        self,
+        aligned: _Aligned,
+        articles: ArticleFeatures,
+        ok: np.ndarray,
+        lo: int,
+        hi: int,
+        now_s: float,
+        n: int,
+        cat_code: int | None,
+        *,
+        distinct: bool,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The n most popular eligible window rows (window-relative, best first) and their
+        (clicks + prior) · decay at ``now``, walking the cached order; None when that order
+        cannot decide exactly (equal values at the cut, or, with ``distinct``, anywhere in the
+        head, whose order then would be arbitrary) and the caller must score the whole window."""
+        if n <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        if aligned.pop_order is None:
+            return None
+        if cat_code is None:
+            order = aligned.pop_order
+        elif cat_code < 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        else:
+            order = aligned.cat_pop_order[cat_code]
+        # A few more than n: the exact values at `now` may differ from the cached order's in the
+        # last bits, so the cut is checked on exact values below.
+        want = n + 8
+        parts: list[np.ndarray] = []
+        count, pos, step = 0, 0, max(4 * want, 256)
+        while count < want and pos < order.size:
+            seg = order[pos : pos + step]
+            pos += step
+            step *= 2
+            seg = seg[(seg >= lo) & (seg < hi)]
+            seg = seg[ok[seg - lo]]
+            parts.append(seg)
+            count += seg.size
+        got = np.concatenate(parts)[:want] if parts else np.empty(0, dtype=np.int64)
+        decay = np.exp2(-((now_s - articles.published_s[got]) / 3600.0) / self.rules.half_life_hours)
+        values = (articles.clicks_24h[got] + self.rules.popularity_prior) * decay
+        idx = np.argsort(-values, kind="stable")
+        if got.size > n:
+            cut = values[idx[n - 1]]
+            if cut == values[idx[n]]:
+                return None
+            # Rows not walked rank at most like the last walked one: it must be clearly below the cut.
+            if got.size == want and not values[-1] < cut * (1.0 - 1e-9):
+                return None
+            idx = idx[:n]
+        head = values[idx]
+        if distinct and np.unique(head).size != head.size:
+            return None
+        return got[idx] - lo, head
 
     def _score(self, feats: np.ndarray) -> np.ndarray:
         if self.ranker is not None:
