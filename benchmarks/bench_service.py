@@ -11,6 +11,7 @@ Rows (``stage``):
     events         events/s accepted (batches of 1,000) and whether all of them reached the lake
     profile        in-process cost per request of each part: user read (Feast vs direct), model
     ann            faiss HNSW vs exact top-10 on the item factors: recall@10 and time per query
+                   (raw index, and the served retrieval path of TwoStageModel)
 
 Usage alone: python benchmarks/bench_service.py WORKDIR [--quick]
 """
@@ -393,6 +394,54 @@ def bench_ann(n_items: int = 100_000, factors: int = FACTORS, queries: int = 200
     return rows
 
 
+def bench_ann_model(n_items: int = 100_000, factors: int = FACTORS, queries: int = 200) -> list[dict[str, Any]]:
+    """The served retrieval (``TwoStageModel._ann_top``: HNSW32, efSearch from RuleSettings, top
+    ``n_als`` among eligible items through a bitmap) against exact, on random-normal factors (as the
+    service world above has: the hard case for any ANN) and on rank-12 factors plus noise (closer to
+    trained ALS factors). recall@10: share of the exact top-10 found in the ANN's top-10."""
+    import numpy as np
+
+    from reco.model import RuleSettings, TwoStageModel, _top_indices
+
+    rows = []
+    rng = np.random.default_rng(0)
+    basis = rng.standard_normal((12, factors)).astype(np.float32)
+    worlds = {
+        "random normal": (rng.standard_normal((n_items, factors)).astype(np.float32) * 0.1,
+                          rng.standard_normal((queries, factors)).astype(np.float32) * 0.1),
+        "rank 12 + noise": ((rng.standard_normal((n_items, 12)).astype(np.float32) @ basis) * 0.1
+                            + rng.standard_normal((n_items, factors)).astype(np.float32) * 0.02,
+                            (rng.standard_normal((queries, 12)).astype(np.float32) @ basis) * 0.1),
+    }  # fmt: skip
+    for name, (items, users) in worlds.items():
+        rules = RuleSettings()
+        model = TwoStageModel(
+            user_ids=np.array([f"u{i}" for i in range(queries)], dtype=object), item_ids=np.array([f"a{i}" for i in range(n_items)], dtype=object),
+            user_factors=users, item_factors=items, history_indptr=np.zeros(queries + 1, dtype=np.int64), history_items=np.empty(0, dtype=np.int32),
+            popularity=np.ones(n_items, dtype=np.float32), item_users=np.ones(n_items, dtype=np.int32), regularization=0.05, alpha=2.0,
+            fold_in_confidence=1.0, rules=rules,
+        )  # fmt: skip
+        started = time.perf_counter()
+        model.ann_index()
+        build_s = time.perf_counter() - started
+        eligible = np.flatnonzero(rng.random(n_items) > 0.05)  # some read / expired
+        mask = np.zeros(n_items, dtype=bool)
+        mask[eligible] = True
+        t = time.perf_counter()
+        exact = [_top_indices(np.where(mask, items @ u, -np.inf), rules.n_als) for u in users]
+        exact_ms = (time.perf_counter() - t) / queries * 1e3
+        t = time.perf_counter()
+        found = [model._ann_top(u, mask, rules.n_als) for u in users]
+        ann_ms = (time.perf_counter() - t) / queries * 1e3
+        exact10 = [e[np.argsort(-(items[e] @ u))[:10]] for e, u in zip(exact, users, strict=True)]
+        recall10 = statistics.mean(len(set(f[:10].tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact10, strict=True))  # type: ignore[index]
+        recall_n = statistics.mean(len(set(f.tolist()) & set(e.tolist())) / rules.n_als for f, e in zip(found, exact, strict=True))  # type: ignore[union-attr]
+        rows.append({"stage": "ann", "items": n_items, "factors": factors, "method": f"served: HNSW32 efSearch={rules.ann_ef_search}, top {rules.n_als}, {name}",
+                     "ms_per_query": round(ann_ms, 3), "exact_ms_per_query": round(exact_ms, 3), "recall_at_10": round(recall10, 3),
+                     f"recall_at_{rules.n_als}": round(recall_n, 3), "build_s": round(build_s, 1)})  # fmt: skip
+    return rows
+
+
 class _Rows(list[dict[str, Any]]):
     """Rows, also echoed to stderr as they come (a long benchmark shows progress)."""
 
@@ -415,6 +464,7 @@ def bench(workdir: Path, *, quick: bool = False) -> list[dict[str, Any]]:
             rows += bench_recommend(workdir / "w100k", redis_url, 100_000, [(1, "uvicorn")])
         rows += bench_events(workdir)
         rows += bench_ann()
+        rows += bench_ann_model()
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)

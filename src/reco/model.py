@@ -246,6 +246,8 @@ class _Aligned:
     pop_order: np.ndarray | None
     cat_pop_order: list[np.ndarray]  # per category code: pop_order's rows of that category
     cat_rows: list[np.ndarray]  # per category code: its rows, ascending (= by published_at)
+    # (lo, hi, (n_items,) bool): the model items in the last window seen (ANN eligibility).
+    ann_window: tuple[int, int, np.ndarray] | None = None
 
 
 def _build_aligned(model: TwoStageModel, articles: ArticleFeatures) -> _Aligned:
@@ -653,15 +655,15 @@ class TwoStageModel:
                     self._ann = index
         return self._ann
 
-    def _ann_top(self, x: np.ndarray, eligible_items: np.ndarray, n: int) -> np.ndarray | None:
-        """Model items (≤ n, best first) among ``eligible_items`` by approximate x · y; None
-        without faiss. The eligibility goes in as a bitmap so HNSW never returns a filtered item."""
+    def _ann_top(self, x: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray | None:
+        """Model items (≤ n, best first) among the ``eligible`` ones ((n_items,) bool) by
+        approximate x · y; None without faiss. The eligibility goes in as a bitmap, so HNSW never
+        returns a filtered item."""
         index = self.ann_index()
         if index is None or n <= 0:
             return None
         faiss: Any = _faiss()
-        mask = np.zeros(len(self.item_ids), dtype=bool)
-        mask[eligible_items] = True
+        mask = eligible
         bits = np.packbits(mask, bitorder="little")
         params = faiss.SearchParametersHNSW()
         params.efSearch = max(int(getattr(self.rules, "ann_ef_search", 256)), n)
@@ -750,25 +752,26 @@ class TwoStageModel:
             ranked = ((int(i) + lo, float(v), "cold_start") for i, v in zip(head, values, strict=True))
             return self._place_pinned(self._diversify(ranked, articles, k, pinned), pinned, k)
 
-        # Candidate generation: a bitmask of sources per window row.
-        sources = np.zeros(hi - lo, dtype=np.int8)
+        # Candidate generation: (window-relative indices, source bit) per source list; a list
+        # holds no index twice. Nothing here is sized by the window except exact ALS retrieval.
+        picked: list[tuple[np.ndarray, int]] = []
         als_window: np.ndarray | None = None
         if x is not None:
-            retrievable = ok & aligned.known[window]
             ann = None
             if cat_code is None and self._use_ann(articles):
-                ann = self._ann_top(x, aligned.item_of_article[lo:hi][retrievable], rules.n_als)
+                ann = self._ann_top(x, self._window_items(aligned, lo, hi, blocked), rules.n_als)
             if ann is not None:
-                sources[aligned.article_of_item[ann] - lo] |= _SRC_BIT["als"]
+                picked.append((aligned.article_of_item[ann] - lo, _SRC_BIT["als"]))
             else:
+                retrievable = ok & aligned.known[window]
                 als_window = aligned.factors[window] @ x
-                sources[_top_indices(np.where(retrievable, als_window, -np.inf), rules.n_als)] |= _SRC_BIT["als"]
+                picked.append((_top_indices(np.where(retrievable, als_window, -np.inf), rules.n_als), _SRC_BIT["als"]))
         fast = self._popular_head(aligned, articles, ok, lo, hi, now_s, rules.n_popular, cat_code, distinct=False)
-        sources[fast[0] if fast is not None else _top_indices(window_popular(), rules.n_popular)] |= _SRC_BIT["popular"]
+        picked.append((fast[0] if fast is not None else _top_indices(window_popular(), rules.n_popular), _SRC_BIT["popular"]))
         newest = _newest(ok, None, lo, hi, articles.published_s, rules.n_fresh)
         if newest is None:
             newest = _top_indices(np.where(ok, articles.published_s[window], -np.inf), rules.n_fresh)
-        sources[newest] |= _SRC_BIT["fresh"]
+        picked.append((newest, _SRC_BIT["fresh"]))
         top_cats = sorted(affinity, key=lambda c: (-affinity[c], c))[: rules.n_top_categories]
         if category is not None:
             top_cats = [category]
@@ -779,8 +782,11 @@ class TwoStageModel:
                 if newest is None:
                     fresh = np.where(ok, articles.published_s[window], -np.inf)
                     newest = _top_indices(np.where(codes == code, fresh, -np.inf), rules.n_category_fresh)
-                sources[newest] |= _SRC_BIT["category_fresh"]
-        cand = np.flatnonzero(sources)
+                picked.append((newest, _SRC_BIT["category_fresh"]))
+        cand = np.unique(np.concatenate([idx for idx, _ in picked]))  # ascending, as the window's rows
+        src = np.zeros(cand.size, dtype=np.int8)
+        for idx, bit in picked:
+            src[np.searchsorted(cand, idx)] |= bit
         rows = cand + lo
 
         # Ranking: the ranker's matrix for the candidates only, the per-article columns from the
@@ -816,9 +822,25 @@ class TwoStageModel:
         feats[:, 15] = has * aligned.known_f[rows]
         score = self._score(feats) * np.exp2(-age_h / rules.half_life_hours)
         order = np.argsort(-score, kind="stable")
-        src = sources[cand]
         ranked = ((int(rows[i]), float(score[i]), _reason(int(src[i]))) for i in order)
         return self._place_pinned(self._diversify(ranked, articles, k, pinned), pinned, k)
+
+    def _window_items(self, aligned: _Aligned, lo: int, hi: int, blocked: Sequence[int]) -> np.ndarray:
+        """(n_items,) bool: model items whose article is in rows [lo, hi) and not ``blocked``.
+        The window's mask is kept (it changes only when an article enters or leaves the window)."""
+        cached = aligned.ann_window
+        if cached is None or cached[0] != lo or cached[1] != hi:
+            mask = np.zeros(len(self.item_ids), dtype=bool)
+            items = aligned.item_of_article[lo:hi]
+            mask[items[items >= 0]] = True
+            cached = (lo, hi, mask)
+            aligned.ann_window = cached  # one assignment: other threads see the old or the new one
+        mask = cached[2].copy()
+        if blocked:
+            rows = np.asarray(blocked, dtype=np.int64)
+            items = aligned.item_of_article[rows[(rows >= lo) & (rows < hi)]]
+            mask[items[items >= 0]] = False
+        return mask
 
     def _popular_head(
         self,

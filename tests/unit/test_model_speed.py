@@ -269,7 +269,7 @@ def test_ann_retrieval_recall_at_10_against_exact() -> None:
     mask[eligible] = True
     recalls = []
     for x in users:
-        found = model._ann_top(x, eligible, model.rules.n_als)
+        found = model._ann_top(x, mask, model.rules.n_als)
         assert found is not None and mask[found].all()
         exact = _top_indices(np.where(mask, item_factors @ x, -np.inf), 10)
         recalls.append(len(set(found[:10].tolist()) & set(exact.tolist())) / 10)
