@@ -578,6 +578,20 @@ class TwoStageModel:
         self._ann_missing = False
         self._ann_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The HNSW index and its lock do not pickle; a copy rebuilds the index when it needs it.
+        state = self.__dict__.copy()
+        state.pop("_ann_lock", None)
+        state["_ann"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # Also for a model pickled before the ANN fields existed.
+        self.__dict__.setdefault("_ann", None)
+        self.__dict__.setdefault("_ann_missing", False)
+        self._ann_lock = threading.Lock()
+
     @property
     def n_factors(self) -> int:
         return int(self.item_factors.shape[1])
@@ -767,7 +781,9 @@ class TwoStageModel:
                 als_window = aligned.factors[window] @ x
                 picked.append((_top_indices(np.where(retrievable, als_window, -np.inf), rules.n_als), _SRC_BIT["als"]))
         fast = self._popular_head(aligned, articles, ok, lo, hi, now_s, rules.n_popular, cat_code, distinct=False)
-        picked.append((fast[0] if fast is not None else _top_indices(window_popular(), rules.n_popular), _SRC_BIT["popular"]))
+        picked.append(
+            (fast[0] if fast is not None else _top_indices(window_popular(), rules.n_popular), _SRC_BIT["popular"])
+        )
         newest = _newest(ok, None, lo, hi, articles.published_s, rules.n_fresh)
         if newest is None:
             newest = _top_indices(np.where(ok, articles.published_s[window], -np.inf), rules.n_fresh)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pickle
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -281,3 +282,16 @@ def test_ann_retrieval_recall_at_10_against_exact() -> None:
     articles = ArticleFeatures.from_frame(frame)
     items = model.recommend("u3", k=10, now=NOW, user_features=None, articles=articles)
     assert model._ann is not None and len(items) == 10 and items[0].reason == "als"
+
+
+def test_a_model_with_its_ann_index_pickles_and_still_serves_the_same() -> None:
+    pytest.importorskip("faiss")
+    model, articles = world(600, rules=RuleSettings(ann_min_items=500))
+    before = model.recommend("u1", k=10, now=NOW, user_features=None, articles=articles)
+    assert model._ann is not None  # the catalogue is above the threshold: retrieval went through HNSW
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy._ann is None
+    after = copy.recommend(
+        "u1", k=10, now=NOW, user_features=None, articles=ArticleFeatures.from_arrays(articles.to_arrays())
+    )
+    assert [i.article_id for i in after] == [i.article_id for i in before]
