@@ -799,10 +799,15 @@ class TwoStageModel:
                     fresh = np.where(ok, articles.published_s[window], -np.inf)
                     newest = _top_indices(np.where(codes == code, fresh, -np.inf), rules.n_category_fresh)
                 picked.append((newest, _SRC_BIT["category_fresh"]))
-        cand = np.unique(np.concatenate([idx for idx, _ in picked]))  # ascending, as the window's rows
-        src = np.zeros(cand.size, dtype=np.int8)
-        for idx, bit in picked:
-            src[np.searchsorted(cand, idx)] |= bit
+        # Merge the lists: one stable sort, then OR the bits of equal indices (cand ascending, as
+        # the window's rows).
+        all_idx = np.concatenate([idx for idx, _ in picked])
+        all_bits = np.repeat(np.array([bit for _, bit in picked], dtype=np.int8), [idx.size for idx, _ in picked])
+        by_idx = np.argsort(all_idx, kind="stable")
+        all_idx, all_bits = all_idx[by_idx], all_bits[by_idx]
+        firsts = np.flatnonzero(np.concatenate(([True], all_idx[1:] != all_idx[:-1]))) if all_idx.size else by_idx
+        cand = all_idx[firsts]
+        src = np.bitwise_or.reduceat(all_bits, firsts) if firsts.size else all_bits
         rows = cand + lo
 
         # Ranking: the ranker's matrix for the candidates only, the per-article columns from the
