@@ -45,7 +45,7 @@ demo: setup
 	@user=$$($(PY) -c "import pyarrow.parquet as pq, pyarrow.compute as pc, glob; t = pq.read_table(sorted(glob.glob('$(DEMO_DIR)/features/user_stats/date=*/*.parquet'))[-1]); t = t.filter(pc.greater(t['clicks_7d'], 3)); print(t['user_id'][0])"); \
 	  $(VENV)/bin/reco recommend $$user -k 10 --workdir $(DEMO_DIR); \
 	  echo; echo "Starting the recommend service on :$(DEMO_PORT) (Ctrl-C to stop). Try:"; \
-	  echo "  curl -s localhost:$(DEMO_PORT)/recommend -H 'content-type: application/json' -d '{\"user_id\": \"'$$user'\", \"k\": 5}'"; \
+	  echo "  curl -s localhost:$(DEMO_PORT)/recommend -H 'content-type: application/json' -d '{\"user_id\": \"$$user\", \"k\": 5}'"; \
 	  echo "  curl -s localhost:$(DEMO_PORT)/metrics | grep ^reco_"; echo
 	$(VENV)/bin/reco serve --workdir $(DEMO_DIR) --port $(DEMO_PORT)
 
