@@ -75,7 +75,7 @@ def test_events_become_rows_of_the_event_schema() -> None:
     first, second = table.to_pylist()
     assert first["ts"] == dt.datetime(2024, 5, 1, 8, tzinfo=dt.UTC) and len(first["event_id"]) == 32
     assert second["ts"] == now and second["event_id"] == "mine" and second["propensity"] == 0.25
-    assert second["variant"] == "canary" and second["position"] == 2
+    assert second["variant"] == "canary" and second["position"] == 1  # API 1-based, lake 0-based
 
 
 def test_a_read_needs_its_dwell() -> None:
