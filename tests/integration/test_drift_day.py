@@ -31,6 +31,7 @@ from reco.features import build_features
 from reco.generate import generate
 from reco.ingest import ingest_date
 from reco.settings import Settings
+from reco.train import ensure_experiment
 
 END = dt.date(2024, 3, 14)
 DAYS = 16
@@ -67,7 +68,7 @@ def drifted(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     lake.results[QUIET_DATE] = monitor(lake.settings, QUIET_DATE)
     # The drift day is monitored as the pipeline does it: attached to the day's MLflow run.
     client = MlflowClient(tracking_uri=lake.settings.tracking_uri)
-    lake.run_id = client.create_run(client.create_experiment("drift-test")).info.run_id
+    lake.run_id = client.create_run(ensure_experiment(lake.settings)).info.run_id
     lake.results[DRIFT_DATE] = monitor(lake.settings, DRIFT_DATE, run_id=lake.run_id)
     lake.results[DAY_AFTER] = monitor(lake.settings, DAY_AFTER)
     return lake
