@@ -13,7 +13,13 @@ Rows (``stage``):
     ann            faiss HNSW vs exact top-10 on the item factors: recall@10 and time per query
                    (raw index, and the served retrieval path of TwoStageModel)
 
-Usage alone: python benchmarks/bench_service.py WORKDIR [--quick]
+Factors: by default the served model has random-normal user and item factors (``make_model`` in
+``tests/integration/service_scenario.py``): the hardest case for the HNSW index used above
+``RuleSettings.ann_min_items`` (50k), and unlike trained ALS factors. ``--low-rank`` replaces them
+with rank-12 factors plus a little noise (``low_rank_factors``), closer to what implicit's ALS
+learns; rows measured that way say ``"factors_kind": "rank 12 + noise"``. Report both.
+
+Usage alone: python benchmarks/bench_service.py WORKDIR [--quick] [--low-rank]
 """
 
 from __future__ import annotations
@@ -198,14 +204,46 @@ def _service(
     return service
 
 
-def bench_recommend(workdir: Path, redis_url: str, n_articles: int, configs: list[tuple[int, str]]) -> list[dict[str, Any]]:
-    from service_scenario import build_world
+def low_rank_factors(model: Any, rank: int = 12, seed: int = 1) -> Any:
+    """The same model with rank-``rank`` user/item factors plus small noise on the items (as in
+    ``bench_ann_model``): a stand-in for trained ALS factors, which concentrate on a few directions."""
+    import dataclasses
 
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_users, factors = model.user_factors.shape
+    n_items = model.item_factors.shape[0]
+    basis = rng.standard_normal((rank, factors)).astype(np.float32)
+    items = (rng.standard_normal((n_items, rank)).astype(np.float32) @ basis) * 0.1
+    items += rng.standard_normal((n_items, factors)).astype(np.float32) * 0.02
+    users = (rng.standard_normal((n_users, rank)).astype(np.float32) @ basis) * 0.1
+    return dataclasses.replace(model, user_factors=users.astype(np.float32), item_factors=items.astype(np.float32))
+
+
+def build_bench_world(settings: Any, n_articles: int, *, low_rank: bool = False) -> None:
+    """``service_scenario.build_world`` at benchmark size; ``low_rank`` swaps the factors of the
+    registered model for ``low_rank_factors`` (the scenario module itself is left as it is)."""
+    import service_scenario
+
+    original = service_scenario.make_model
+    if low_rank:
+        service_scenario.make_model = lambda *a, **kw: low_rank_factors(original(*a, **kw))  # type: ignore[assignment]
+    try:
+        service_scenario.build_world(settings, n_users=N_USERS, n_articles=n_articles, factors=FACTORS, online="redis")
+    finally:
+        service_scenario.make_model = original
+
+
+def bench_recommend(
+    workdir: Path, redis_url: str, n_articles: int, configs: list[tuple[int, str]], *, low_rank: bool = False
+) -> list[dict[str, Any]]:
     from reco.settings import Settings
 
     settings = Settings(workdir=workdir, redis_url=redis_url)
     started = time.perf_counter()
-    build_world(settings, n_users=N_USERS, n_articles=n_articles, factors=FACTORS, online="redis")
+    build_bench_world(settings, n_articles, low_rank=low_rank)
+    kind = "rank 12 + noise" if low_rank else "random normal"
     build_s = time.perf_counter() - started
     script = workdir / "recommend.lua"
     # 10% of requests are for users the store has never seen (cold start).
@@ -217,11 +255,12 @@ def bench_recommend(workdir: Path, redis_url: str, n_articles: int, configs: lis
             # 8 connections per worker: with fewer, the kernel's accept() can hand most keep-alive
             # connections to one worker and the second one idles.
             result = _load(service, script, int(N_USERS * 1.1), connections=CONNECTIONS * workers)
-            rows.append({"stage": "recommend", "articles": n_articles, "factors": FACTORS, "workers": workers, "server": server,
-                         **result, "server_p99_ms": _server_p99_ms(service), "setup_s": round(build_s, 1)})  # fmt: skip
+            rows.append({"stage": "recommend", "articles": n_articles, "factors": FACTORS, "factors_kind": kind, "workers": workers,
+                         "server": server, **result, "server_p99_ms": _server_p99_ms(service), "setup_s": round(build_s, 1)})  # fmt: skip
             if workers == 1:
                 single = _load(service, script, int(N_USERS * 1.1), duration=5, connections=1)
-                rows.append({"stage": "recommend", "articles": n_articles, "factors": FACTORS, "workers": workers, "server": server, **single})
+                rows.append({"stage": "recommend", "articles": n_articles, "factors": FACTORS, "factors_kind": kind, "workers": workers,
+                             "server": server, **single})  # fmt: skip
         finally:
             service.stop()
     rows += profile(settings, n_articles)
@@ -452,7 +491,7 @@ class _Rows(list[dict[str, Any]]):
         return self
 
 
-def bench(workdir: Path, *, quick: bool = False) -> list[dict[str, Any]]:
+def bench(workdir: Path, *, quick: bool = False, low_rank: bool = False) -> list[dict[str, Any]]:
     workdir.mkdir(parents=True, exist_ok=True)
     redis_proc, redis_url = _redis(workdir)
     rows = _Rows()
@@ -462,6 +501,9 @@ def bench(workdir: Path, *, quick: bool = False) -> list[dict[str, Any]]:
         if not quick:
             subprocess.run(["redis-cli", "-u", redis_url, "flushall"], capture_output=True, check=False)
             rows += bench_recommend(workdir / "w100k", redis_url, 100_000, [(1, "uvicorn")])
+            if low_rank:
+                subprocess.run(["redis-cli", "-u", redis_url, "flushall"], capture_output=True, check=False)
+                rows += bench_recommend(workdir / "w100k-lowrank", redis_url, 100_000, [(1, "uvicorn")], low_rank=True)
         rows += bench_events(workdir)
         rows += bench_ann()
         rows += bench_ann_model()
@@ -475,9 +517,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("workdir", type=Path, nargs="?")
     parser.add_argument("--quick", action="store_true", help="20k catalogue only")
+    parser.add_argument("--low-rank", action="store_true", help="also 100k with rank-12 factors (see the docstring)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reco-bench-service-"))
-    bench(workdir, quick=args.quick)
+    bench(workdir, quick=args.quick, low_rank=args.low_rank)
 
 
 if __name__ == "__main__":
