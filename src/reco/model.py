@@ -478,6 +478,12 @@ def recent_reads(user_features: Mapping[str, Any] | None) -> list[str]:
     return [str(a) for a in list(raw)]
 
 
+def _finite(values: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(values)``, skipping its several passes when everything is finite (the
+    usual case): one isfinite pass instead of ~10 µs of Python and numpy calls per use."""
+    return values if np.isfinite(values).all() else np.nan_to_num(values)
+
+
 def _user_scalar(user_features: Mapping[str, Any] | None, name: str) -> float:
     if not user_features:
         return 0.0
@@ -777,9 +783,21 @@ class TwoStageModel:
             if ann is not None:
                 picked.append((aligned.article_of_item[ann] - lo, _SRC_BIT["als"]))
             else:
-                retrievable = ok & aligned.known[window]
                 als_window = aligned.factors[window] @ x
-                picked.append((_top_indices(np.where(retrievable, als_window, -np.inf), rules.n_als), _SRC_BIT["als"]))
+                # _top_indices(np.where(retrievable, als, -inf), n) without the window-sized
+                # np.where / isfinite passes: the same finite rows in the same order go to
+                # argpartition, so the same rows come out.
+                idx = np.flatnonzero(ok & aligned.known[window])
+                vals = als_window[idx]
+                finite = np.isfinite(vals)
+                if not finite.all():
+                    idx, vals = idx[finite], vals[finite]
+                n_als = rules.n_als
+                if n_als <= 0:
+                    idx = idx[:0]
+                elif idx.size > n_als:
+                    idx = idx[np.argpartition(vals, -n_als)[-n_als:]]
+                picked.append((idx, _SRC_BIT["als"]))
         fast = self._popular_head(aligned, articles, ok, lo, hi, now_s, rules.n_popular, cat_code, distinct=False)
         picked.append(
             (fast[0] if fast is not None else _top_indices(window_popular(), rules.n_popular), _SRC_BIT["popular"])
@@ -815,17 +833,17 @@ class TwoStageModel:
         if x is None:
             als = np.zeros(cand.size, dtype=np.float64)
         elif als_window is not None:
-            als = np.nan_to_num(als_window[cand].astype(np.float64))
+            als = _finite(als_window[cand].astype(np.float64))
         else:
-            als = np.nan_to_num((aligned.factors[rows] @ x).astype(np.float64))
+            als = _finite((aligned.factors[rows] @ x).astype(np.float64))
         top_category = str(user_features.get("top_category") or "") if user_features else ""
         if not top_category and affinity:
             top_category = max(sorted(affinity), key=lambda c: affinity[c])
         cand_codes = codes[cand]
-        aff_by_code = np.nan_to_num(np.array([affinity.get(c, 0.0) for c in articles.categories], dtype=np.float64))
+        aff_by_code = _finite(np.array([affinity.get(c, 0.0) for c in articles.categories], dtype=np.float64))
         has = 1.0 if x is not None else 0.0
         age_h = (now_s - articles.published_s[rows]) / 3600.0
-        age = np.maximum(np.nan_to_num(age_h), 0.0)
+        age = np.maximum(_finite(age_h), 0.0)
         u_log_clicks = np.log1p(np.maximum(_user_scalar(user_features, "clicks_7d"), 0.0))
         feats = np.empty((cand.size, len(RANKER_FEATURES)), dtype=np.float64)
         feats[:, 0] = als
