@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import math
@@ -769,7 +770,7 @@ class TwoStageModel:
                 head = _top_indices(popular, n_head)
                 head = head[np.argsort(-popular[head], kind="stable")]
                 values = popular[head]
-            ranked = ((int(i) + lo, float(v), "cold_start") for i, v in zip(head, values, strict=True))
+            ranked = zip((head + lo).tolist(), values.tolist(), itertools.repeat("cold_start"))
             return self._place_pinned(self._diversify(ranked, articles, k, pinned), pinned, k)
 
         # Candidate generation: (window-relative indices, source bit) per source list; a list
@@ -861,7 +862,11 @@ class TwoStageModel:
         feats[:, 15] = has * aligned.known_f[rows]
         score = self._score(feats) * np.exp2(-age_h / rules.half_life_hours)
         order = np.argsort(-score, kind="stable")
-        ranked = ((int(rows[i]), float(score[i]), _reason(int(src[i]))) for i in order)
+        # Python scalars in one tolist each (cheaper than int()/float() per consumed entry);
+        # reasons by table lookup, lazily (only the first ~k entries are usually consumed).
+        ranked = zip(
+            rows[order].tolist(), score[order].tolist(), map(_REASONS.__getitem__, src[order].tolist()), strict=True
+        )
         return self._place_pinned(self._diversify(ranked, articles, k, pinned), pinned, k)
 
     def _window_items(self, aligned: _Aligned, lo: int, hi: int, blocked: Sequence[int]) -> np.ndarray:
@@ -960,33 +965,35 @@ class TwoStageModel:
             if row is not None:
                 key = (position // page, int(codes[row]))
                 counts[key] = counts.get(key, 0) + 1
-        slots = [p for p in range(k) if p not in pinned]
         stream = iter(ranked)
-        pending: list[tuple[int, float, str]] = []
-        chosen: list[tuple[int, float, str]] = []
-        for slot in slots:
+        # Entries carry their category code (4th field) so a skipped one is not looked up again.
+        pending: list[tuple[int, float, str, int]] = []
+        chosen: list[tuple[int, float, str, int]] = []
+        for slot in range(k):
+            if slot in pinned:
+                continue
             pg = slot // page
-
-            def fits(entry: tuple[int, float, str], pg: int = pg) -> bool:
-                return cap <= 0 or counts.get((pg, int(codes[entry[0]])), 0) < cap
-
-            pick = next((j for j, e in enumerate(pending) if fits(e)), None)
-            entry = pending.pop(pick) if pick is not None else None
+            entry: tuple[int, float, str, int] | None = None
+            for j, e in enumerate(pending):
+                if cap <= 0 or counts.get((pg, e[3]), 0) < cap:
+                    entry = pending.pop(j)
+                    break
             if entry is None:
-                for candidate in stream:
-                    if fits(candidate):
-                        entry = candidate
+                for row, score, reason in stream:
+                    code = int(codes[row])
+                    if cap <= 0 or counts.get((pg, code), 0) < cap:
+                        entry = (row, score, reason, code)
                         break
-                    pending.append(candidate)
+                    pending.append((row, score, reason, code))
             if entry is None:
                 if not pending:
                     break
                 entry = pending.pop(0)
-            key = (pg, int(codes[entry[0]]))
+            key = (pg, entry[3])
             counts[key] = counts.get(key, 0) + 1
             chosen.append(entry)
         ids = articles.article_ids
-        return [RecItem(str(ids[row]), score, reason) for row, score, reason in chosen]
+        return [RecItem(str(ids[row]), score, reason) for row, score, reason, _ in chosen]
 
     @staticmethod
     def _place_pinned(items: list[RecItem], pinned: Mapping[int, str], k: int) -> list[RecItem]:
@@ -1127,6 +1134,10 @@ def _reason(bits: int) -> str:
         if bits & _SRC_BIT[name]:
             return name
     return "popular"
+
+
+# _reason for every source bitmask (src is a small int8 bitmask).
+_REASONS: tuple[str, ...] = tuple(_reason(b) for b in range(1 << len(SOURCES)))
 
 
 # -- MLflow ------------------------------------------------------------------------------------
