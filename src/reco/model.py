@@ -521,13 +521,17 @@ def _newest(
     if pool is None:
         start_at, end_at = lo, hi
     else:
-        start_at, end_at = int(np.searchsorted(pool, lo)), int(np.searchsorted(pool, hi))
+        start_at, end_at = int(pool.searchsorted(lo)), int(pool.searchsorted(hi))
     parts: list[np.ndarray] = []
     count, end, step = 0, end_at, max(4 * n, 64)
     while count <= n and end > start_at:
         start = max(start_at, end - step)
-        seg = np.arange(start, end) if pool is None else pool[start:end]
-        seg = seg[ok[seg - lo]]
+        if pool is None:
+            # Same rows as np.arange(start, end)[ok[...]], from a slice of ``ok`` (no index arrays).
+            seg = np.flatnonzero(ok[start - lo : end - lo]) + start
+        else:
+            seg = pool[start:end]
+            seg = seg[ok[seg - lo]]
         parts.append(seg)
         count += seg.size
         end, step = start, step * 2
