@@ -930,7 +930,10 @@ class TwoStageModel:
             seg = seg[ok[seg - lo]]
             parts.append(seg)
             count += seg.size
-        got = np.concatenate(parts)[:want] if parts else np.empty(0, dtype=np.int64)
+        if len(parts) == 1:  # the usual case: the first segment held enough
+            got = parts[0][:want]
+        else:
+            got = np.concatenate(parts)[:want] if parts else np.empty(0, dtype=np.int64)
         decay = np.exp2(-((now_s - articles.published_s[got]) / 3600.0) / self.rules.half_life_hours)
         values = (articles.clicks_24h[got] + self.rules.popularity_prior) * decay
         idx = np.argsort(-values, kind="stable")
