@@ -625,7 +625,13 @@ class TwoStageModel:
         items = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         conf = self.alpha * np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         y = self.item_factors[items].astype(np.float64)
-        a = self._yty + self._eye_reg + (y.T * (conf - 1.0)) @ y
+        # YᵀY + λI once per model (same bits as adding it per call: the sum is left to right);
+        # looked up in __dict__ so a model pickled before this cache existed still works.
+        base = self.__dict__.get("_yty_reg")
+        if base is None:
+            base = self._yty + self._eye_reg
+            self._yty_reg = base
+        a = base + (y.T * (conf - 1.0)) @ y
         b = y.T @ conf
         return np.linalg.solve(a, b).astype(np.float32)
 
@@ -748,7 +754,9 @@ class TwoStageModel:
         if not ok.any() or n_slots == 0:
             return self._place_pinned([], pinned, k)
 
-        x, _how = self.user_vector(user_id, user_features)
+        # user_vector(user_id, user_features) without parsing the reads a second time.
+        row = self.user_index.get(user_id)
+        x = self.user_factors[row] if row is not None else (self.fold_in(reads) if reads else None)
         # Category clicks when the store has them; else the categories of the reads we can see.
         affinity = category_affinity(user_features) or self.read_affinity(reads, articles)
         # The source lists below come from the per-catalogue orders (a few hundred rows touched);
