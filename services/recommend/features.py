@@ -21,7 +21,6 @@ recommender then answers from the degraded fallback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +43,7 @@ from reco.featurestore import feature_refs, online_features
 from reco.model import ArticleFeatures
 from reco.settings import Settings
 from services.recommend.metrics import Metrics
+from services.recommend.polling import Poller
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ def warm_up(model: Any, features: ArticleFeatures, now: dt.datetime) -> None:
     model.recommend("__warmup__", k=1, now=now, user_features=None, articles=features)
 
 
-class ArticleStore:
+class ArticleStore(Poller):
     """Holds the current :class:`ArticleSnapshot` and refreshes it every ``interval_s``.
 
     The store is re-read only when something it depends on changed (new materialization, new
@@ -366,23 +366,18 @@ class ArticleStore:
         self.fallback_size = fallback_size
         self.current: ArticleSnapshot | None = None
         self.online_ok = False
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
         self._failures = metrics.article_refresh_failures.labels(metrics.variant)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="article-store")
+    task_name = "article-store"
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    @property
+    def interval(self) -> float:
+        return self.interval_s
 
-    async def _run(self) -> None:
-        while True:
-            await self.refresh()
-            ready = self.current is not None and self.current.source == "online"
-            await asyncio.sleep(self.interval_s if ready else min(self.interval_s, 2.0))
+    @property
+    def settled(self) -> bool:
+        return self.current is not None and self.current.source == "online"
 
     async def refresh(self) -> None:
         try:

@@ -9,7 +9,6 @@ next poll; the previous model keeps serving meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.recommend.metrics import Metrics
+from services.recommend.polling import Poller
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ ResolveVersion = Callable[[], str]
 LoadVersion = Callable[[str], Any]
 
 
-class ModelHolder:
+class ModelHolder(Poller):
     """Keeps the current model of ``alias`` and polls for a new version every ``poll_interval_s``."""
 
     def __init__(self, resolve: ResolveVersion, load: LoadVersion, metrics: Metrics, *, poll_interval_s: float) -> None:
@@ -47,24 +47,19 @@ class ModelHolder:
         self.current: LoadedModel | None = None
         self.versions_seen: set[str] = set()  # bounded label values for event counters
         self._failed: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
         self._failures = metrics.model_load_failures.labels(metrics.variant)
 
-    async def start(self) -> None:
-        """Start loading in the background (the app answers /healthz meanwhile; /readyz waits)."""
-        self._task = asyncio.create_task(self._run(), name="model-holder")
+    task_name = "model-holder"
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    @property
+    def interval(self) -> float:
+        return self.poll_interval_s
 
-    async def _run(self) -> None:
-        while True:
-            await self.refresh()
-            # Poll faster until the first model is in: a pod is useless until then.
-            await asyncio.sleep(self.poll_interval_s if self.current is not None else min(self.poll_interval_s, 2.0))
+    @property
+    def settled(self) -> bool:
+        # Poll faster until the first model is in: a pod is useless until then.
+        return self.current is not None
 
     async def refresh(self) -> bool:
         """Load the alias's version if it differs from the served one. True if a new model went in."""
