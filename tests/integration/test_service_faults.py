@@ -124,7 +124,8 @@ def test_redis_down_gives_degraded_answers_then_recovers(
     after = [reasons for sent, _, _, reasons in load.answers if sent > up_at + 1.5]
     before = [reasons for _, answered, _, reasons in load.answers if answered < stopping_at]
     assert before and all("degraded" not in r for r in before)
-    assert len(during) > 20 and all(r == frozenset({"degraded"}) for r in during)
+    odd = [r for r in during if r != frozenset({"degraded"})]
+    assert len(during) > 20 and not odd, f"{len(odd)} of {len(during)} answers while Redis was down: {set(odd)}"
     assert len(after) > 20 and all("degraded" not in r for r in after)
     assert metric(service.url, "reco_fallback_total", cause="online_store") - fallbacks_before >= len(during)
     assert httpx.get(f"{service.url}/readyz").status_code == 200
