@@ -32,7 +32,6 @@ import feast
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import redis.asyncio as aioredis
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -44,6 +43,7 @@ from reco.model import ArticleFeatures
 from reco.settings import Settings
 from services.recommend.metrics import Metrics
 from services.recommend.polling import Poller
+from services.recommend.resp import RespClient, RespError, pack_command
 
 log = logging.getLogger(__name__)
 
@@ -124,29 +124,31 @@ class RedisUserReader:
             for view, names in views.items()
         ]
         self.fields = [f for v in self.views for f in v.hash_fields]
-        self.client = aioredis.Redis.from_url(
-            redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
+        # HMGET <key> <fields...> as RESP: the fields' part is the same for every user.
+        self._head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(self.fields) + 2)
+        self._tail = pack_command(*self.fields).split(b"\r\n", 1)[1]
+        self.client = RespClient(redis_url, timeout_s=timeout_s)
 
     def key(self, user_id: str) -> bytes:
         entity = EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user_id)])
         return serialize_entity_key(entity, entity_key_serialization_version=self.key_version) + self.project
 
     async def read(self, user_id: str) -> dict[str, Any] | None:
+        key = self.key(user_id)
         try:
-            values = await self.client.hmget(self.key(user_id), self.fields)
-        except (TimeoutError, aioredis.RedisError, OSError) as error:
+            values = await self.client.execute_packed(b"%s$%d\r\n%s\r\n%s" % (self._head, len(key), key, self._tail))
+        except (TimeoutError, RespError, OSError) as error:  # ConnectionError is an OSError
             raise OnlineStoreUnavailable(f"{type(error).__name__}: {error}") from error
         return decode_user_values(self.views, values)
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.client.ping())
-        except (TimeoutError, aioredis.RedisError, OSError):
+            return bool(await self.client.execute("PING") == b"PONG")
+        except (TimeoutError, RespError, OSError):
             return False
 
     async def close(self) -> None:
-        await self.client.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
+        await self.client.close()
 
 
 def decode_user_values(views: Sequence[_ViewFields], values: Sequence[bytes | None]) -> dict[str, Any] | None:

@@ -94,7 +94,7 @@ def reference_recommend(
         # Only the head can reach the top k, even after the per-category cap.
         head = _top_indices(popular, max(rules.n_popular, 4 * k))
         head = head[np.argsort(-popular[head], kind="stable")]
-        ranked = ((int(i) + lo, float(popular[i]), "cold_start") for i in head)
+        ranked = ((int(i) + lo, float(popular[i]), "cold_start", int(codes[i])) for i in head)
         return model._place_pinned(model._diversify(ranked, articles, k, pinned), pinned, k)
 
     # Candidate generation: a bitmask of sources per window row.
@@ -141,7 +141,7 @@ def reference_recommend(
     score = model._score(feats) * decay[cand]
     order = np.argsort(-score, kind="stable")
     src = sources[cand]
-    ranked = ((int(rows[i]), float(score[i]), _reason(int(src[i]))) for i in order)
+    ranked = ((int(rows[i]), float(score[i]), _reason(int(src[i])), int(codes[cand[i]])) for i in order)
     return model._place_pinned(model._diversify(ranked, articles, k, pinned), pinned, k)
 
 
