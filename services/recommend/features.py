@@ -151,6 +151,23 @@ class RedisUserReader:
         await self.client.close()
 
 
+# Value kinds whose Python value is the proto field itself (scalars) or its list (lists), exactly
+# as feast_value_type_to_python_type returns them (called without a feature type, as the online
+# read does); every other kind (timestamps, JSON, maps, sets, UUIDs, decimals) goes through it.
+_PLAIN_SCALARS = frozenset(("int32_val", "int64_val", "double_val", "float_val", "string_val", "bool_val", "bytes_val"))
+_PLAIN_LISTS = frozenset(f"{kind[:-4]}_list_val" for kind in _PLAIN_SCALARS)
+
+
+def python_value(value: Value) -> Any:
+    """``feast_value_type_to_python_type(value)``, a quarter of its cost for the plain kinds."""
+    kind = value.WhichOneof("val")
+    if kind in _PLAIN_SCALARS:
+        return getattr(value, kind)
+    if kind in _PLAIN_LISTS:
+        return list(getattr(value, kind).val)
+    return feast_value_type_to_python_type(value)
+
+
 def decode_user_values(views: Sequence[_ViewFields], values: Sequence[bytes | None]) -> dict[str, Any] | None:
     """HMGET reply -> {feature: python value}, as Feast's online read would give it; None if absent."""
     out: dict[str, Any] = {}
@@ -162,7 +179,7 @@ def decode_user_values(views: Sequence[_ViewFields], values: Sequence[bytes | No
             i += 1
             if raw:
                 found = True
-                out[name] = feast_value_type_to_python_type(Value.FromString(raw))
+                out[name] = python_value(Value.FromString(raw))
             else:
                 out[name] = None
         i += 1  # the view's _ts field

@@ -174,7 +174,10 @@ class ArticleFeatures:
         df = frame.drop_duplicates("article_id", keep="last")
         df = df[df["published_at"].notna() & df["category"].notna()]
         published = epoch_seconds(df["published_at"])
-        order = np.argsort(published, kind="stable")
+        # By publication time, then article id: articles published in the same second (stores
+        # keep seconds) have one order whichever store or frame order they come from, so "newest"
+        # is the same offline and online.
+        order = np.lexsort((df["article_id"].astype(str).to_numpy(dtype=str), published))
         categories = tuple(sorted(df["category"].astype(str).unique().tolist()))
         cat_index = {c: i for i, c in enumerate(categories)}
 
@@ -576,13 +579,14 @@ def _best_first(
     return itertools.chain(chunk(order[:first]), rest()) if order.size > first else chunk(order)
 
 
-def _newest(
-    ok: np.ndarray, pool: np.ndarray | None, lo: int, hi: int, published_s: np.ndarray, n: int
-) -> np.ndarray | None:
-    """Window-relative indices of the n newest eligible rows, walking back from the window's end
-    (rows are sorted by published_at); ``pool``: ascending catalogue rows to draw from (one
-    category), None for all. None when two rows share the publication time at the cut (which of
-    them is in is then arbitrary: the caller decides on the whole window, as _top_indices would)."""
+def _newest(ok: np.ndarray, pool: np.ndarray | None, lo: int, hi: int, n: int) -> np.ndarray:
+    """Window-relative indices of the n newest eligible rows, walking back from the window's end;
+    ``pool``: ascending catalogue rows to draw from (one category), None for all.
+
+    Rows are sorted by (published_at, article_id) (``ArticleFeatures.from_frame``), so "newest"
+    is decided for articles published in the same second too: the later row wins. (Stores keep
+    timestamps to the second; a tie at the cut used to send a third of the requests to a scan of
+    the whole window, measured on the benchmark's 20k catalogue.)"""
     if n <= 0:
         return np.empty(0, dtype=np.int64)
     if pool is None:
@@ -591,7 +595,7 @@ def _newest(
         start_at, end_at = int(pool.searchsorted(lo)), int(pool.searchsorted(hi))
     parts: list[np.ndarray] = []
     count, end, step = 0, end_at, max(4 * n, 64)
-    while count <= n and end > start_at:
+    while count < n and end > start_at:
         start = max(start_at, end - step)
         if pool is None:
             # Same rows as np.arange(start, end)[ok[...]], from a slice of ``ok`` (no index arrays).
@@ -604,12 +608,8 @@ def _newest(
         end, step = start, step * 2
     if not parts:
         return np.empty(0, dtype=np.int64)
-    got = np.concatenate(parts[::-1])
-    if got.size > n:
-        if published_s[got[-n]] == published_s[got[-n - 1]]:
-            return None
-        got = got[-n:]
-    return got - lo
+    got = parts[0] if len(parts) == 1 else np.concatenate(parts[::-1])
+    return got[-n:] - lo
 
 
 @dataclass
@@ -885,20 +885,14 @@ class TwoStageModel:
         picked.append(
             (fast[0] if fast is not None else _top_indices(window_popular(), rules.n_popular), _SRC_BIT["popular"])
         )
-        newest = _newest(ok, None, lo, hi, articles.published_s, rules.n_fresh)
-        if newest is None:
-            newest = _top_indices(np.where(ok, articles.published_s[window], -np.inf), rules.n_fresh)
-        picked.append((newest, _SRC_BIT["fresh"]))
+        picked.append((_newest(ok, None, lo, hi, rules.n_fresh), _SRC_BIT["fresh"]))
         top_cats = sorted(affinity, key=lambda c: (-affinity[c], c))[: rules.n_top_categories]
         if category is not None:
             top_cats = [category]
         for cat in top_cats:
             code = articles.category_code(cat)
             if code >= 0:
-                newest = _newest(ok, aligned.cat_rows[code], lo, hi, articles.published_s, rules.n_category_fresh)
-                if newest is None:
-                    fresh = np.where(ok, articles.published_s[window], -np.inf)
-                    newest = _top_indices(np.where(codes == code, fresh, -np.inf), rules.n_category_fresh)
+                newest = _newest(ok, aligned.cat_rows[code], lo, hi, rules.n_category_fresh)
                 picked.append((newest, _SRC_BIT["category_fresh"]))
         # Merge the lists: one stable sort, then OR the bits of equal indices (cand ascending, as
         # the window's rows).

@@ -93,6 +93,19 @@ def test_article_features_sorts_by_publication_and_fills_missing_stats() -> None
         ArticleFeatures.from_frame(frame.drop(columns=["category"]))
 
 
+def test_articles_published_in_the_same_second_get_one_order_and_the_same_fresh_pick() -> None:
+    """Stores keep seconds: the catalogue's order, hence which of two same-second articles is
+    "newer" for the fresh candidates, must not depend on the order rows arrive in."""
+    frame = catalogue(6, hours=[1.0, 1.0, 1.0, 2.0, 2.0, 3.0])
+    rules = RuleSettings(max_per_category=0, n_als=0, n_popular=0, n_fresh=1, n_category_fresh=0)
+    model = make_model(6, rules=rules)
+    for perm in ([0, 1, 2, 3, 4, 5], [5, 2, 4, 0, 3, 1], [2, 1, 0, 5, 4, 3]):
+        articles = ArticleFeatures.from_frame(frame.iloc[perm])
+        assert articles.article_ids.tolist() == ["a5", "a3", "a4", "a0", "a1", "a2"]
+        # alice read a0; of a1 and a2 (same second) the later row, a2, is the newest.
+        assert ids(model.recommend("alice", k=1, now=NOW, user_features=None, articles=articles)) == ["a2"]
+
+
 def test_known_user_gets_their_taste_and_never_what_they_read() -> None:
     model = make_model()
     articles = ArticleFeatures.from_frame(catalogue())

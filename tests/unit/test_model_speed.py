@@ -106,7 +106,7 @@ def reference_recommend(
         sources[_top_indices(np.where(retrievable, als, -np.inf), rules.n_als)] |= _SRC_BIT["als"]
     sources[_top_indices(popular, rules.n_popular)] |= _SRC_BIT["popular"]
     fresh = np.where(ok, published, -np.inf)
-    sources[_top_indices(fresh, rules.n_fresh)] |= _SRC_BIT["fresh"]
+    sources[newest_reference(fresh, rules.n_fresh)] |= _SRC_BIT["fresh"]
     top_cats = sorted(affinity, key=lambda c: (-affinity[c], c))[: rules.n_top_categories]
     if category is not None:
         top_cats = [category]
@@ -114,7 +114,7 @@ def reference_recommend(
         code = articles.category_code(cat)
         if code >= 0:
             in_cat = np.where(codes == code, fresh, -np.inf)
-            sources[_top_indices(in_cat, rules.n_category_fresh)] |= _SRC_BIT["category_fresh"]
+            sources[newest_reference(in_cat, rules.n_category_fresh)] |= _SRC_BIT["category_fresh"]
     cand = np.flatnonzero(sources)
     rows = cand + lo
 
@@ -143,6 +143,13 @@ def reference_recommend(
     src = sources[cand]
     ranked = ((int(rows[i]), float(score[i]), _reason(int(src[i])), int(codes[cand[i]])) for i in order)
     return model._place_pinned(model._diversify(ranked, articles, k, pinned), pinned, k)
+
+
+def newest_reference(published: np.ndarray, n: int) -> np.ndarray:
+    """The n rows with the largest finite values, ties to the later row (rows are in
+    (published_at, article_id) order, so this is "newest, then highest id")."""
+    finite = np.flatnonzero(np.isfinite(published))
+    return finite[np.lexsort((finite, published[finite]))][-n:] if n > 0 else finite[:0]
 
 
 def world(
