@@ -78,7 +78,9 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "1000000,10000000"))
-    parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", "generate,ingest,features,pipeline,train,service"))
+    parser.add_argument(
+        "--only", default=os.environ.get("BENCH_ONLY", "generate,ingest,features,pipeline,train,service")
+    )
     parser.add_argument("--keep", action="store_true", help="keep the benchmark workdirs")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -102,8 +104,9 @@ def main() -> None:
                 rows += call("bench_drift", workdir)
             if "train" in only and size <= 1_000_000:
                 rows += call("bench_train", workdir, None)
-            print_table(f"data path at {size:,} events — {header}", rows)
-            results["tables"][f"data-{size}"] = rows
+            if rows:  # --only service measures nothing here
+                print_table(f"data path at {size:,} events — {header}", rows)
+                results["tables"][f"data-{size}"] = rows
         finally:
             if not args.keep:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -120,6 +123,17 @@ def main() -> None:
 
     out = HERE / "results" / f"{dt.date.today().isoformat()}-{platform.node()}.json"
     out.parent.mkdir(exist_ok=True)
+    # A run of some benchmarks (--only) keeps the other tables of the same day and machine; each
+    # table says when it was measured.
+    measured = {name: results["date"] for name in results["tables"]}
+    if out.exists():
+        earlier = json.loads(out.read_text())
+        measured = {
+            **{name: earlier.get("measured", {}).get(name, earlier.get("date")) for name in earlier.get("tables", {})},
+            **measured,
+        }
+        results["tables"] = {**earlier.get("tables", {}), **results["tables"]}
+    results["measured"] = measured
     out.write_text(json.dumps(results, indent=2, default=str))
     console.print(f"results written to {out}")
 
