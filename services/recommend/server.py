@@ -1,9 +1,10 @@
 """Run the service: ``run(port, workers, workdir)`` with uvicorn (default) or granian.
 
 Picked by measurement (``benchmarks/bench_service.py`` runs both on the same machine and request
-mix): on /recommend they tie within noise (mean of four runs each at 20k articles: uvicorn 912,
-granian 888 requests/s), and uvicorn has the lower tail at one connection (p99 2.1 ms vs 4.7 ms),
-so uvicorn (uvloop + httptools) is the default and granian stays one flag away. Both load the app
+mix; 2026-11-26, 2-core VM, 20k articles, median of three runs, two sessions): on /recommend
+uvicorn answered 2,137 and 2,151 requests/s, granian 1,964 and 1,824, and uvicorn has the lower
+tail at one connection, so uvicorn (uvloop + httptools) is the default and granian stays one flag
+away. (On a bare /healthz they are within noise: granian 12.9k-16.3k, uvicorn 14.1k-14.2k.) Both load the app
 from the factory string
 ``services.recommend.app:create_app`` in each worker and run its lifespan hooks, so SIGTERM
 drains the event buffer before the process exits.
