@@ -152,6 +152,28 @@ def _load(service: Any, script: Path, users: int, duration: int = DURATION_S, co
     return {"client": "python", "connections": connections, **asyncio.run(_python_load(url, duration, connections, users))}
 
 
+def _served_and_cpu(service: Any) -> tuple[float, float]:
+    """(recommend requests answered so far, CPU seconds of the server's process tree so far)."""
+    import httpx
+    import psutil
+    from prometheus_client.parser import text_string_to_metric_families
+
+    served = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{service.url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "reco_requests_total" and sample.labels.get("endpoint") == "recommend":
+                served += sample.value
+    root = psutil.Process(service.proc.pid)
+    cpu = 0.0
+    for proc in (root, *root.children(recursive=True)):
+        try:
+            times = proc.cpu_times()
+            cpu += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return served, cpu
+
+
 def _server_p99_ms(service: Any) -> float:
     """p99 of reco_request_latency_seconds{endpoint=recommend} (in-app time), from the histogram."""
     import httpx
@@ -259,12 +281,18 @@ def bench_recommend(
             # 16 each, 2026-11-26). Three timed runs on one server (this VM's neighbours move
             # figures by ~10 %): the row is the median run by rps, the others' rps and p99 alongside.
             connections = CONNECTIONS if workers == 1 else 16 * workers
+            served_0, cpu_0 = _served_and_cpu(service)
             runs = [_load(service, script, int(N_USERS * 1.1), connections=connections) for _ in range(REPEATS)]
+            served_1, cpu_1 = _served_and_cpu(service)
+            # Server CPU per request, all workers together (warm-ups included): equal for 1 and N
+            # workers means the service itself scales with cores; throughput then is the cores'.
+            cpu_ms = round(1e3 * (cpu_1 - cpu_0) / max(served_1 - served_0, 1.0), 3)
             runs.sort(key=lambda r: r["rps"])
             result = runs[len(runs) // 2]
             spread = {"rps_runs": [r["rps"] for r in runs], "p99_ms_runs": [r["p99_ms"] for r in runs]}
             rows.append({"stage": "recommend", "articles": n_articles, "factors": FACTORS, "factors_kind": kind, "workers": workers,
-                         "server": server, **result, **spread, "server_p99_ms": _server_p99_ms(service), "setup_s": round(build_s, 1)})  # fmt: skip
+                         "server": server, **result, **spread, "server_cpu_ms_per_request": cpu_ms,
+                         "server_p99_ms": _server_p99_ms(service), "setup_s": round(build_s, 1)})  # fmt: skip
             if workers == 1:
                 single = _load(service, script, int(N_USERS * 1.1), duration=5, connections=1)
                 rows.append({"stage": "recommend", "articles": n_articles, "factors": FACTORS, "factors_kind": kind, "workers": workers,
