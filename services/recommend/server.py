@@ -1,10 +1,11 @@
 """Run the service: ``run(port, workers, workdir)`` with uvicorn (default) or granian.
 
 Picked by measurement (``benchmarks/bench_service.py`` runs both on the same machine and request
-mix; 2026-11-26, 2-core VM, 20k articles, median of three runs, two sessions): on /recommend
-uvicorn answered 2,137 and 2,151 requests/s, granian 1,964 and 1,824, and uvicorn has the lower
-tail at one connection, so uvicorn (uvloop + httptools) is the default and granian stays one flag
-away. (On a bare /healthz they are within noise: granian 12.9k-16.3k, uvicorn 14.1k-14.2k.) Both load the app
+mix; 2026-11-26, 2-core VM, 20k articles, median of three runs, three sessions): on /recommend
+uvicorn answered 2,137 / 2,151 / 2,055 requests/s, granian 1,964 / 1,824 / 1,639 (0.49 vs 0.65 ms
+of CPU per request), and uvicorn has the lower tail at one connection, so uvicorn (uvloop +
+httptools) is the default and granian stays one flag away. (On a bare /healthz they are within
+noise: granian 12.0k-16.3k, uvicorn 13.4k-14.2k.) Both load the app
 from the factory string
 ``services.recommend.app:create_app`` in each worker and run its lifespan hooks, so SIGTERM
 drains the event buffer before the process exits.
