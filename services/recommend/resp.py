@@ -15,8 +15,10 @@ Failure behaviour, which the degraded answers of the service rely on:
 * a lost connection fails its waiting calls with :class:`ConnectionError`;
 * an error reply (``-ERR ...``) raises :class:`RespError` for that call only.
 
-URLs: ``redis://[[user]:password@]host[:port][/db]`` and ``rediss://`` (TLS with the system's CA
-certificates). AUTH and SELECT are sent when the URL carries them, once per connection.
+URLs: ``redis://[[user]:password@]host[:port][/db]`` and ``rediss://`` (TLS, verified against the
+system's CA certificates, or against ``?ssl_ca_certs=/path/ca.pem`` as redis-py spells it: what a
+Memorystore instance with in-transit encryption needs). AUTH and SELECT are sent when the URL
+carries them, once per connection.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import collections
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
@@ -43,6 +45,7 @@ class RedisAddress:
     username: str | None
     password: str | None
     tls: bool
+    ca_file: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> RedisAddress:
@@ -61,6 +64,7 @@ class RedisAddress:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=parts.scheme == "rediss",
+            ca_file=parse_qs(parts.query).get("ssl_ca_certs", [None])[-1],
         )
 
 
@@ -156,7 +160,7 @@ class RespClient:
     async def _open(self) -> _Connection:
         address = self.address
         loop = asyncio.get_running_loop()
-        context = ssl.create_default_context() if address.tls else None
+        context = ssl.create_default_context(cafile=address.ca_file) if address.tls else None
         _, connection = await loop.create_connection(
             _Connection, address.host, address.port, ssl=context, server_hostname=address.host if context else None
         )

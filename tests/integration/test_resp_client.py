@@ -38,6 +38,7 @@ def test_url_parsing() -> None:
     assert RedisAddress.parse("redis://10.0.0.3:6380/2") == RedisAddress("10.0.0.3", 6380, 2, None, None, False)
     assert RedisAddress.parse("rediss://u:p%40ss@host") == RedisAddress("host", 6379, 0, "u", "p@ss", True)
     assert RedisAddress.parse("redis://:secret@h/0").password == "secret"
+    assert RedisAddress.parse("rediss://10.0.0.3:6378?ssl_ca_certs=/etc/ca.pem").ca_file == "/etc/ca.pem"
     with pytest.raises(ValueError, match="scheme"):
         RedisAddress.parse("http://h:6379")
     with pytest.raises(ValueError, match="database"):
