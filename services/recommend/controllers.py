@@ -18,6 +18,7 @@ from litestar.dto import MsgspecDTO
 from litestar.params import JSONBody
 from litestar.typing import FieldDefinition
 
+from services.recommend.attribution import attribute
 from services.recommend.errors import InvalidRequestError
 from services.recommend.events import to_rows
 from services.recommend.metrics import CONTENT_TYPE
@@ -119,7 +120,9 @@ class EventsController(Controller):
 
 
 def count_feedback(parts: NamedDependency[Components], batch: EventBatch) -> None:
-    """Impression/click/read counters by the model version and variant that served the item.
+    """Impression/click/read counters by the model version and variant that served the item:
+    the event's own, else those its ``request_id`` carries (``services.recommend.attribution``),
+    else ``none`` and this pod's variant.
 
     Label values are bounded: a version this process never loaded counts as ``other``.
     """
@@ -127,8 +130,9 @@ def count_feedback(parts: NamedDependency[Components], batch: EventBatch) -> Non
     seen = parts.holder.versions_seen
     counts: dict[tuple[str, str, str], int] = {}
     for event in batch.events:
-        version = event.model_version if event.model_version in seen else ("none" if event.model_version is None else "other")
-        key = (event.event_type, version, event.variant or metrics.variant)
+        model_version, variant = attribute(event.request_id, event.model_version, event.variant)
+        version = model_version if model_version in seen else ("none" if model_version is None else "other")
+        key = (event.event_type, version, variant or metrics.variant)
         counts[key] = counts.get(key, 0) + 1
     counters = {"impression": metrics.impressions, "click": metrics.clicks, "read": metrics.reads}
     for (event_type, version, variant), n in counts.items():

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from reco.lake import append_batch
 from reco.schemas import EVENT_SCHEMA
+from services.recommend.attribution import attribute
 from services.recommend.errors import InvalidRequestError, OverloadedError
 from services.recommend.metrics import Metrics
 from services.recommend.schemas import Event
@@ -113,6 +114,9 @@ def to_rows(events: Sequence[Event], now: dt.datetime) -> list[Row]:
         if e.event_type == "read" and e.dwell_ms is None:
             raise InvalidRequestError("a read event needs dwell_ms", field=f"events[{i}].dwell_ms")
         ts = e.ts.astimezone(dt.UTC) if e.ts is not None else now
+        # A client that does not echo model_version / variant still gets them right in the lake
+        # when its request_id is one this service made.
+        model_version, variant = attribute(e.request_id, e.model_version, e.variant)
         rows.append(
             (
                 e.event_id or uuid.uuid4().hex,
@@ -123,8 +127,8 @@ def to_rows(events: Sequence[Event], now: dt.datetime) -> list[Row]:
                 e.dwell_ms,
                 e.request_id,
                 e.position - 1 if e.position is not None else None,
-                e.model_version,
-                e.variant,
+                model_version,
+                variant,
                 e.propensity,
             )
         )

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from services.recommend.attribution import make_request_id
 from services.recommend.errors import InvalidRequestError, NotReadyError
 from services.recommend.exploration import Shown, explore
 from services.recommend.features import ArticleSnapshot, ArticleStore, OnlineStoreUnavailable, UserFeatureReader
@@ -60,7 +61,7 @@ class Recommender:
         return time.monotonic() >= self._store_down_until
 
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
-        # 128 random bits as 32 hex characters, the format uuid4().hex had, at a quarter of its cost (0.8 vs 3.4 us).
+        # 128 random bits as 32 hex characters (a quarter of uuid4's cost); the response adds who served it.
         request_id = os.urandom(16).hex()
         pinned = _pinned(request)
         loaded = self.holder.current  # read once: the whole answer comes from this version
@@ -151,12 +152,12 @@ class Recommender:
             chosen.insert(min(position - 1, len(chosen)), Shown(pinned[position], chosen[0].score if chosen else 1.0, "pinned", 1.0))
         return self._response(request_id, chosen[: request.k], version)
 
-    def _response(self, request_id: str, shown: Iterable[Shown], version: str) -> RecommendResponse:
+    def _response(self, token: str, shown: Iterable[Shown], version: str) -> RecommendResponse:
         items = [
             RecommendedItem(s.article_id, s.score, s.reason, position, s.propensity)
             for position, s in enumerate(shown, start=1)
         ]
-        return RecommendResponse(request_id, items, version, self.variant)
+        return RecommendResponse(make_request_id(token, self.variant, version), items, version, self.variant)
 
 
 def _pinned(request: RecommendRequest) -> dict[int, str]:

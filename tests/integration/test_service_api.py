@@ -16,6 +16,7 @@ from schemathesis.checks import not_a_server_error
 from service_scenario import ServiceProcess, World, build_world
 
 from reco.settings import Settings
+from services.recommend.attribution import served_by
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,7 +60,8 @@ def test_known_user_gets_k_items_with_positions_and_propensities(client: httpx.C
     response = client.post("/recommend", json={"user_id": "u1", "k": 7, "exclude": ["a1", "a2"]})
     assert response.status_code == 200
     body = response.json()
-    assert body["model_version"] == world.version and body["variant"] == "stable" and len(body["request_id"]) == 32
+    assert body["model_version"] == world.version and body["variant"] == "stable"
+    assert served_by(body["request_id"]) == ("stable", world.version)
     items = body["items"]
     assert [i["position"] for i in items] == list(range(1, 8))
     assert all(0.0 < i["propensity"] <= 1.0 for i in items)
@@ -142,10 +144,14 @@ def test_events_are_validated(client: httpx.Client) -> None:
 
 
 def test_metrics_exposition(client: httpx.Client, world: World) -> None:
-    client.post("/recommend", json={"user_id": "u1"})
+    served_id = client.post("/recommend", json={"user_id": "u1"}).json()["request_id"]
+    assert client.post("/recommend", json={"user_id": "u1", "k": 0}).status_code == 400  # counted as "none"
+    before = client.get("/metrics").text
     client.post("/events", json={"events": [
         {"user_id": "u1", "article_id": "a1", "event_type": "impression", "request_id": "r", "model_version": world.version},
         {"user_id": "u1", "article_id": "a1", "event_type": "click", "request_id": "r", "model_version": world.version},
+        # A client that echoes only the request id: the id says who served the list.
+        {"user_id": "u1", "article_id": "a1", "event_type": "click", "request_id": served_id},
     ]})  # fmt: skip
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -164,7 +170,18 @@ def test_metrics_exposition(client: httpx.Client, world: World) -> None:
     assert value("reco_requests_total", endpoint="recommend", status="200", **served) >= 1
     assert value("reco_requests_total", endpoint="recommend", status="400", model_version="none", variant="stable") >= 1
     assert value("reco_impressions_total", **served) >= 1
-    assert value("reco_clicks_total", **served) >= 1
+    def clicks_before(**labels: str) -> float:
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(before)
+            for sample in family.samples
+            if sample.name == "reco_clicks_total" and sample.labels == labels
+        )
+
+    # Both clicks count for the served version, the second attributed by its request id alone.
+    assert value("reco_clicks_total", **served) - clicks_before(**served) == 2
+    unattributed = {"model_version": "none", "variant": "stable"}
+    assert value("reco_clicks_total", **unattributed) == clicks_before(**unattributed)
     assert value("reco_model_info", **served) == 1.0
     assert value("reco_request_latency_seconds_bucket", endpoint="recommend", le="0.005", **served) >= 0
     assert value("reco_request_latency_seconds_count", endpoint="recommend", **served) >= 1
