@@ -152,17 +152,24 @@ def _load(service: Any, script: Path, users: int, duration: int = DURATION_S, co
     return {"client": "python", "connections": connections, **asyncio.run(_python_load(url, duration, connections, users))}
 
 
-def _served_and_cpu(service: Any) -> tuple[float, float]:
-    """(recommend requests answered so far, CPU seconds of the server's process tree so far)."""
+def _recommend_samples(service: Any, name: str) -> list[Any]:
+    """The server's samples called ``name`` with label endpoint=recommend, from /metrics."""
     import httpx
-    import psutil
     from prometheus_client.parser import text_string_to_metric_families
 
-    served = 0.0
-    for family in text_string_to_metric_families(httpx.get(f"{service.url}/metrics").text):
-        for sample in family.samples:
-            if sample.name == "reco_requests_total" and sample.labels.get("endpoint") == "recommend":
-                served += sample.value
+    return [
+        sample
+        for family in text_string_to_metric_families(httpx.get(f"{service.url}/metrics").text)
+        for sample in family.samples
+        if sample.name == name and sample.labels.get("endpoint") == "recommend"
+    ]
+
+
+def _served_and_cpu(service: Any) -> tuple[float, float]:
+    """(recommend requests answered so far, CPU seconds of the server's process tree so far)."""
+    import psutil
+
+    served = sum(sample.value for sample in _recommend_samples(service, "reco_requests_total"))
     root = psutil.Process(service.proc.pid)
     cpu = 0.0
     for proc in (root, *root.children(recursive=True)):
@@ -176,15 +183,10 @@ def _served_and_cpu(service: Any) -> tuple[float, float]:
 
 def _server_p99_ms(service: Any) -> float:
     """p99 of reco_request_latency_seconds{endpoint=recommend} (in-app time), from the histogram."""
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
     buckets: dict[float, float] = {}
-    for family in text_string_to_metric_families(httpx.get(f"{service.url}/metrics").text):
-        for s in family.samples:
-            if s.name == "reco_request_latency_seconds_bucket" and s.labels.get("endpoint") == "recommend":
-                le = float(s.labels["le"])
-                buckets[le] = buckets.get(le, 0.0) + s.value
+    for s in _recommend_samples(service, "reco_request_latency_seconds_bucket"):
+        le = float(s.labels["le"])
+        buckets[le] = buckets.get(le, 0.0) + s.value
     if not buckets:
         return float("nan")
     total = buckets[float("inf")]

@@ -44,7 +44,7 @@ from reco.model import ArticleFeatures
 from reco.settings import Settings
 from services.recommend.metrics import Metrics
 from services.recommend.polling import Poller
-from services.recommend.resp import RespClient, RespError, pack_command
+from services.recommend.resp import RespClient, RespError, pack_arguments
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,8 @@ class RedisUserReader:
             for view, names in views.items()
         ]
         self.fields = [f for v in self.views for f in v.hash_fields]
-        # HMGET <key> <fields...> as RESP: the fields' part is the same for every user.
-        self._head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(self.fields) + 2)
-        self._tail = pack_command(*self.fields).split(b"\r\n", 1)[1]
+        # HMGET <key> <fields...>: the fields' part of the command is the same for every user.
+        self._packed_fields = pack_arguments(*self.fields)
         self.client = RespClient(redis_url, timeout_s=timeout_s)
 
     def key(self, user_id: str) -> bytes:
@@ -135,16 +134,16 @@ class RedisUserReader:
         return serialize_entity_key(entity, entity_key_serialization_version=self.key_version) + self.project
 
     async def read(self, user_id: str) -> dict[str, Any] | None:
-        key = self.key(user_id)
+        packed = b"*%d\r\n%s%s" % (len(self.fields) + 2, pack_arguments(b"HMGET", self.key(user_id)), self._packed_fields)
         try:
-            values = await self.client.execute_packed(b"%s$%d\r\n%s\r\n%s" % (self._head, len(key), key, self._tail))
+            values = await self.client.execute_packed(packed)
         except (TimeoutError, RespError, OSError) as error:  # ConnectionError is an OSError
             raise OnlineStoreUnavailable(f"{type(error).__name__}: {error}") from error
         return decode_user_values(self.views, values)
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.client.execute("PING") == b"PONG")
+            return await self.client.execute("PING") == b"PONG"
         except (TimeoutError, RespError, OSError):
             return False
 

@@ -61,19 +61,20 @@ class Recommender:
         return time.monotonic() >= self._store_down_until
 
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
-        # 128 random bits as 32 hex characters (a quarter of uuid4's cost); the response adds who served it.
-        request_id = os.urandom(16).hex()
+        # 128 random bits as 32 hex characters (a quarter of uuid4's cost); the request id made of it
+        # in _response also says who served the list.
+        token = os.urandom(16).hex()
         pinned = _pinned(request)
         loaded = self.holder.current  # read once: the whole answer comes from this version
         snapshot = self.articles.current
         if snapshot is None:
             raise NotReadyError("no article features loaded yet; retry shortly")
         if loaded is None:
-            return self._fallback(request, request_id, snapshot, NO_MODEL, "no_model", pinned)
+            return self._fallback(request, token, snapshot, NO_MODEL, "no_model", pinned)
 
         now = dt.datetime.now(dt.UTC)
         if time.monotonic() < self._store_down_until:
-            return self._fallback(request, request_id, snapshot, loaded.version, "online_store", pinned)
+            return self._fallback(request, token, snapshot, loaded.version, "online_store", pinned)
         started = time.perf_counter()
         try:
             user_features = await self.users.read(request.user_id)
@@ -81,7 +82,7 @@ class Recommender:
             self._store_down_until = time.monotonic() + self.settings.online_store_retry_after_s
             log.warning("online store unavailable, degraded answers for %.1fs: %s",
                         self.settings.online_store_retry_after_s, error)  # fmt: skip
-            return self._fallback(request, request_id, snapshot, loaded.version, "online_store", pinned)
+            return self._fallback(request, token, snapshot, loaded.version, "online_store", pinned)
         self._read_latency.observe(time.perf_counter() - started)
 
         try:
@@ -97,7 +98,7 @@ class Recommender:
             )
         except Exception:  # a model bug must degrade the answer, not fail it
             log.exception("model %s failed on a request; answering from the fallback", loaded.version)
-            return self._fallback(request, request_id, snapshot, loaded.version, "model_error", pinned)
+            return self._fallback(request, token, snapshot, loaded.version, "model_error", pinned)
 
         ranked = [Shown(i.article_id, float(i.score), i.reason, 1.0) for i in items]
         blocked = set(request.exclude)
@@ -122,12 +123,12 @@ class Recommender:
             if counter is None:
                 counter = self._explored[loaded.version] = self.metrics.explored.labels(loaded.version, self.variant)
             counter.inc(explored)
-        return self._response(request_id, shown, loaded.version)
+        return self._response(token, shown, loaded.version)
 
     def _fallback(
         self,
         request: RecommendRequest,
-        request_id: str,
+        token: str,
         snapshot: ArticleSnapshot,
         version: str,
         cause: str,
@@ -150,7 +151,7 @@ class Recommender:
                 break
         for position in sorted(pinned):
             chosen.insert(min(position - 1, len(chosen)), Shown(pinned[position], chosen[0].score if chosen else 1.0, "pinned", 1.0))
-        return self._response(request_id, chosen[: request.k], version)
+        return self._response(token, chosen[: request.k], version)
 
     def _response(self, token: str, shown: Iterable[Shown], version: str) -> RecommendResponse:
         items = [

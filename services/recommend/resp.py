@@ -70,7 +70,13 @@ class RedisAddress:
 
 def pack_command(*args: bytes | str | int) -> bytes:
     """RESP array of bulk strings: ``*n\\r\\n$len\\r\\narg\\r\\n...``."""
-    out = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n%s" % (len(args), pack_arguments(*args))
+
+
+def pack_arguments(*args: bytes | str | int) -> bytes:
+    """The bulk strings of a command without the array header: a caller sending many commands
+    that end alike packs the common arguments once (``*n`` then counts all of them)."""
+    out = []
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))

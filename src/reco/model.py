@@ -533,26 +533,24 @@ def _top_eligible(values: np.ndarray, eligible: np.ndarray, n: int, *, try_cut: 
     if n <= 0:
         return np.empty(0, dtype=np.int64)
     stride = 16
-    if try_cut and values.size >= 8 * stride * n // 4:
+    if try_cut and values.size >= 2 * stride * n:  # a sample of at least 2n values
         sample = values[::stride]
         # Expected rows above the j-th largest of the sample: about j·stride, i.e. ~1.5 n.
         j = min(sample.size, -(-3 * n // (2 * stride)) + 2)
         cut = np.partition(sample, sample.size - j)[sample.size - j]
-        idx = np.flatnonzero((values > cut) & eligible)
-        vals = values[idx]
-        finite = np.isfinite(vals)
-        if not finite.all():
-            idx, vals = idx[finite], vals[finite]
-        if idx.size >= n:
-            return idx[np.argpartition(vals, -n)[-n:]] if idx.size > n else idx
-    idx = np.flatnonzero(eligible)
+        top = _largest_finite(np.flatnonzero((values > cut) & eligible), values, n)
+        if top.size == n:
+            return top
+    return _largest_finite(np.flatnonzero(eligible), values, n)
+
+
+def _largest_finite(idx: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """The (at most) n of ``idx`` with the largest finite ``values[idx]``, unordered."""
     vals = values[idx]
     finite = np.isfinite(vals)
     if not finite.all():
         idx, vals = idx[finite], vals[finite]
-    if idx.size > n:
-        idx = idx[np.argpartition(vals, -n)[-n:]]
-    return idx
+    return idx[np.argpartition(vals, -n)[-n:]] if idx.size > n else idx
 
 
 def _best_first(
@@ -707,7 +705,7 @@ class TwoStageModel:
         _, solved, info = _dposv(a, b)
         if info != 0:
             solved = np.linalg.solve(a, b)
-        return np.asarray(solved).astype(np.float32)
+        return solved.astype(np.float32)
 
     def user_vector(self, user_id: str, user_features: Mapping[str, Any] | None) -> tuple[np.ndarray | None, str]:
         """(factors or None, how): trained for a known user, fold-in for a new one with reads."""
