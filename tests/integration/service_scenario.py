@@ -198,6 +198,7 @@ class ServiceProcess:
         self.server = server
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / f"service-{self.port}.log"
+        self.shutdown_log = ""  # what the process logged after stop() signalled it
 
     @property
     def url(self) -> str:
@@ -232,11 +233,38 @@ class ServiceProcess:
             time.sleep(0.2)
         raise TimeoutError(f"service not ready after {timeout}s (last: {last}):\n{self.tail()}")
 
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        """Block until /healthz answers 200 (the process serves; no model needed)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                response = httpx.get(f"{self.url}/healthz", timeout=2.0)
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text}"
+            except httpx.HTTPError as error:
+                last = str(error)
+            time.sleep(0.2)
+        raise TimeoutError(f"service not healthy after {timeout}s (last: {last}):\n{self.tail()}")
+
     def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM (graceful: the event buffer is drained), wait; the exit code, where -15 (uvicorn
-        re-raises SIGTERM once its graceful shutdown is done) counts as a clean exit: 0."""
+        """SIGTERM (graceful: the event buffer is drained), wait; 0 for a graceful exit, else the
+        exit code (``NOT_DRAINED`` for an exit 0 without the drain).
+
+        uvicorn re-raises SIGTERM once its graceful shutdown is done, so a drained single-worker
+        process also dies by SIGTERM (-15), exactly like one killed by the signal before it could
+        drain (e.g. still starting). What tells them apart is the log written after the signal:
+        each worker's lifespan shutdown (``Components.stop``: the event buffer drained first)
+        completed, and no acknowledged event was left unwritten.
+        """
         if self.proc is None:
             return 0
+        since = self.log.stat().st_size if self.log.exists() else 0
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -247,13 +275,27 @@ class ServiceProcess:
                 raise
         code = self.proc.returncode
         self.proc = None
-        return 0 if code == -signal.SIGTERM else code
+        self.shutdown_log = self.log.read_bytes()[since:].decode(errors="replace") if self.log.exists() else ""
+        if code not in (0, -signal.SIGTERM) or self.server != "uvicorn":
+            return code
+        drained = (
+            self.shutdown_log.count(UVICORN_SHUTDOWN_DONE) >= self.workers and UNWRITTEN not in self.shutdown_log
+        )
+        if drained:
+            return 0
+        return code or NOT_DRAINED
 
     def tail(self, n: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
 
 
 REPO = Path(__file__).resolve().parents[2]
+# uvicorn logs this once a worker's lifespan shutdown hooks have returned without error.
+UVICORN_SHUTDOWN_DONE = "Application shutdown complete."
+# services.recommend.events logs this when a drain gives up with acknowledged events in memory.
+UNWRITTEN = "acknowledged events unwritten"
+# What stop() returns for a process that exited 0 but whose workers did not all drain.
+NOT_DRAINED = 255
 
 
 def count_bronze_events(settings: Settings) -> tuple[int, int]:
