@@ -6,18 +6,53 @@ import datetime as dt
 import logging
 import os
 import sys
+import tempfile
+import traceback
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer import _click as click  # typer 0.29 vendors click: its Context and exceptions
+from typer.core import TyperGroup
 
-from reco.errors import RecoError
+from reco.errors import RecoError, StepError
 from reco.settings import Settings, get_settings
 
-app = typer.Typer(help="reco-articles: article recommendations with a daily, gated pipeline.", no_args_is_help=True)
+
+class _State:
+    """What the error report needs to know about this invocation."""
+
+    debug = False
+    workdir: Path | None = None
+
+
+class _ReportingGroup(TyperGroup):
+    """The top-level command group: any failure of a command ends in one line, never a traceback.
+
+    The line says what failed (step, date, file, row, column — whatever the error knows) and where the
+    full traceback was written (``<workdir>/logs/``); ``reco --debug …`` prints it to the terminal too.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except Exception as error:
+            report_failure(error)
+            raise typer.Exit(code=1) from None
+
+
+app = typer.Typer(
+    cls=_ReportingGroup,
+    help="reco-articles: article recommendations with a daily, gated pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 data_app = typer.Typer(help="Bring events and articles into the lake.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Run the daily pipeline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -34,6 +69,13 @@ WorkdirOpt = Annotated[
     Path | None,
     typer.Option("--workdir", "-w", help="Workdir holding the lake, features, MLflow store and runs [env RECO_WORKDIR]."),
 ]
+CatchUpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--catch-up/--no-catch-up",
+        help="First ingest and featurize the missing days the steps read (default); --no-catch-up fails instead.",
+    ),
+]
 DateOpt = Annotated[
     dt.datetime | None,
     typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (UTC); default: the latest day with events."),
@@ -41,7 +83,9 @@ DateOpt = Annotated[
 
 
 @app.callback()
-def _quiet_libraries() -> None:
+def _quiet_libraries(
+    debug: Annotated[bool, typer.Option("--debug", help="On failure, print the full traceback here too.")] = False,
+) -> None:
     # Third-party deprecation notices (ibis inside Feast, Evidently, Litestar) are noise to a CLI user,
     # not their problem; warnings raised by reco itself still show.
     # Some libraries re-enable DeprecationWarning on import, so filters set here would not last:
@@ -53,19 +97,66 @@ def _quiet_libraries() -> None:
             show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show_own
-    # MLflow narrates every log_model (uv detection, artifact progress bars); keep its warnings only.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    _State.debug = debug
+    _State.workdir = None
+    # MLflow narrates every log_model (uv detection, cloudpickle and pip notices, artifact progress bars);
+    # it sets its loggers' level when first imported, from MLFLOW_LOGGING_LEVEL: keep its errors only.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def settings_for(workdir: Path | None) -> Settings:
     base = get_settings()
-    return base.model_copy(update={"workdir": workdir.resolve()}) if workdir else base
+    settings = base.model_copy(update={"workdir": workdir.resolve()}) if workdir else base
+    _State.workdir = settings.workdir
+    return settings
 
 
 def fail(error: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {error}")
+    report_failure(error)
     raise typer.Exit(code=1)
+
+
+def write_failure_log(error: BaseException) -> Path | None:
+    """The traceback of ``error`` in ``<workdir>/logs/reco-<UTC time>.log``.
+
+    In the system's temp folder instead when the workdir does not exist (a failed first import leaves
+    no workdir behind) or cannot be written.
+    """
+    text = (
+        f"reco {' '.join(sys.argv[1:])}\n{dt.datetime.now(dt.UTC).isoformat()}\n\n"
+        + "".join(traceback.format_exception(error))
+    )
+    name = f"reco-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}.log"
+    workdir = _State.workdir or get_settings().workdir
+    folders = [workdir / "logs"] if workdir.is_dir() else []
+    folders.append(Path(tempfile.gettempdir()))
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def report_failure(error: BaseException) -> None:
+    """One line on stderr: what failed, what to do, and where the traceback is."""
+    log_path = write_failure_log(error)
+    where = f"traceback in {log_path}" if log_path else "traceback could not be written"
+    step_error = error if isinstance(error, StepError) else None
+    unexpected = step_error.unexpected if step_error else not isinstance(error, RecoError)
+    if _State.debug:
+        err_console.print("".join(traceback.format_exception(error)), markup=False, highlight=False)
+    if unexpected:
+        message = error if step_error else f"{type(error).__name__}: {error}"
+        line = f"{message} — an unexpected failure of reco, not of your data: {where}; please report it with that file"
+    else:
+        line = f"{error} ({where})"
+    err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
 
 
 def print_mapping(title: str, mapping: dict[str, Any]) -> None:
@@ -92,18 +183,15 @@ def data_generate(
     """Write synthetic news-site traffic (impressions, clicks, reads) to the bronze lake."""
     from reco.generate import generate
 
-    try:
-        report = generate(
-            settings_for(workdir),
-            users=users,
-            articles=articles,
-            days=days,
-            seed=seed,
-            end=end.date() if end else None,
-            drift_day=drift_day,
-        )
-    except RecoError as error:
-        fail(error)
+    report = generate(
+        settings_for(workdir),
+        users=users,
+        articles=articles,
+        days=days,
+        seed=seed,
+        end=end.date() if end else None,
+        drift_day=drift_day,
+    )
     print_mapping("generated", dict(vars(report)))
 
 
@@ -115,10 +203,7 @@ def data_import_mind(
     """Import a MIND-format dataset (behaviors.tsv + news.tsv) into events and articles."""
     from reco.importers import import_mind
 
-    try:
-        report = import_mind(settings_for(workdir), directory)
-    except RecoError as error:
-        fail(error)
+    report = import_mind(settings_for(workdir), directory)
     print_mapping("imported (MIND)", dict(vars(report)))
 
 
@@ -131,10 +216,7 @@ def data_import_events(
     """Import a site's own click log (and optionally its article metadata)."""
     from reco.importers import import_events
 
-    try:
-        report = import_events(settings_for(workdir), events_file, articles)
-    except RecoError as error:
-        fail(error)
+    report = import_events(settings_for(workdir), events_file, articles)
     print_mapping("imported (events)", dict(vars(report)))
 
 
@@ -146,15 +228,14 @@ def _parse_steps(steps: str | None) -> list[str] | None:
 def pipeline_run(
     date: DateOpt = None,
     steps: Annotated[str | None, typer.Option(help="Comma-separated subset of steps, e.g. ingest,features.")] = None,
+    catch_up: CatchUpOpt = True,
     workdir: WorkdirOpt = None,
 ) -> None:
     """Run the daily pipeline for one date, in step order, with a progress display."""
     from reco.progress import run_with_progress
 
-    try:
-        ctx = run_with_progress(settings_for(workdir), date.date() if date else None, _parse_steps(steps), console)
-    except RecoError as error:
-        fail(error)
+    day = date.date() if date else None
+    ctx = run_with_progress(settings_for(workdir), day, _parse_steps(steps), console, catch_up=catch_up)
     console.print(f"summary: {ctx.summary_path}")
 
 
@@ -163,6 +244,7 @@ def pipeline_backfill(
     start: Annotated[dt.datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First date (UTC).")],
     end: Annotated[dt.datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last date (UTC), inclusive.")],
     steps: Annotated[str | None, typer.Option(help="Comma-separated subset of steps.")] = None,
+    catch_up: CatchUpOpt = True,
     workdir: WorkdirOpt = None,
 ) -> None:
     """Run the pipeline for every date of a range, oldest first (re-running a date is idempotent)."""
@@ -173,10 +255,7 @@ def pipeline_backfill(
         fail(RecoError(f"--from {start.date()} is after --to {end.date()}"))
     day = start.date()
     while day <= end.date():
-        try:
-            run_with_progress(settings, day, _parse_steps(steps), console)
-        except RecoError as error:
-            fail(error)
+        run_with_progress(settings, day, _parse_steps(steps), console, catch_up=catch_up)
         day += dt.timedelta(days=1)
 
 
@@ -184,15 +263,13 @@ def pipeline_backfill(
 def pipeline_step(
     name: Annotated[str, typer.Argument(help="Step name (see `reco pipeline steps`).")],
     date: Annotated[dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (UTC).")],
+    catch_up: CatchUpOpt = True,
     workdir: WorkdirOpt = None,
 ) -> None:
     """Run one step alone (what each Argo pod runs)."""
     from reco.pipeline import run_single_step
 
-    try:
-        ctx = run_single_step(settings_for(workdir), name, date.date())
-    except RecoError as error:
-        fail(error)
+    ctx = run_single_step(settings_for(workdir), name, date.date(), catch_up=catch_up)
     console.print(f"{name}: {ctx.summary['steps'][name]:.2f}s, summary {ctx.summary_path}")
 
 
@@ -222,10 +299,7 @@ def model_list(workdir: WorkdirOpt = None) -> None:
     """Registered versions, newest first, with aliases and the gate's decision."""
     from reco.registry import list_versions
 
-    try:
-        versions = list_versions(settings_for(workdir))
-    except RecoError as error:
-        fail(error)
+    versions = list_versions(settings_for(workdir))
     table = Table(title="reco-articles versions")
     for column in ("version", "aliases", "day", "gate", "replaced", "reason"):
         table.add_column(column)
@@ -243,10 +317,7 @@ def model_promote(
     """Make VERSION the champion by hand, overriding the gate (recorded, and reversible by rollback)."""
     from reco.registry import promote
 
-    try:
-        before, after = promote(settings_for(workdir), version, reason=reason)
-    except RecoError as error:
-        fail(error)
+    before, after = promote(settings_for(workdir), version, reason=reason)
     console.print(f"champion: {before or 'none'} -> {after}")
 
 
@@ -255,10 +326,7 @@ def model_rollback(workdir: WorkdirOpt = None) -> None:
     """Point champion back at the version the current champion replaced."""
     from reco.registry import rollback
 
-    try:
-        current, previous = rollback(settings_for(workdir))
-    except RecoError as error:
-        fail(error)
+    current, previous = rollback(settings_for(workdir))
     console.print(f"champion rolled back: {current} -> {previous}")
 
 
@@ -278,10 +346,7 @@ def recommend(
     from reco.model import recommend_for_user
 
     now = at.replace(tzinfo=dt.UTC) if at else None
-    try:
-        items, version = recommend_for_user(settings_for(workdir), user_id, k, now=now, category=category, alias=alias)
-    except RecoError as error:
-        fail(error)
+    items, version = recommend_for_user(settings_for(workdir), user_id, k, now=now, category=category, alias=alias)
     table = Table(title=f"{user_id}: {len(items)} articles from reco-articles@{alias} (version {version})")
     for column in ("#", "article_id", "score", "reason"):
         table.add_column(column)
@@ -299,25 +364,21 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     workdir: WorkdirOpt = None,
 ) -> None:
-    """Generate traffic, prepare the early days, run the full pipeline on the last days, show the results."""
+    """Generate traffic, run the full pipeline on the last days, show the results.
+
+    The first full run catches up the early days (silver and features of the training window and
+    of the drift reference); the next runs show the gate against a champion.
+    """
     from reco.generate import generate
     from reco.progress import run_with_progress
     from reco.report import load_runs, metrics_table, runs_table
 
     settings = settings_for(workdir)
-    try:
-        report = generate(settings, users=users, articles=articles, days=days, seed=seed)
-        console.print(f"[bold]generated[/] {report.events:,} events ({report.start} .. {report.end}) in {settings.workdir}")
-        first, last = dt.date.fromisoformat(report.start), dt.date.fromisoformat(report.end)
-        day = first
-        while day <= last:
-            # Early days only need silver and features (the training window and drift reference);
-            # the last days run everything, so the second run shows the gate against a champion.
-            full = (last - day).days < full_runs
-            run_with_progress(settings, day, None if full else ["ingest", "features"], console)
-            day += dt.timedelta(days=1)
-    except RecoError as error:
-        fail(error)
+    report = generate(settings, users=users, articles=articles, days=days, seed=seed)
+    console.print(f"[bold]generated[/] {report.events:,} events ({report.start} .. {report.end}) in {settings.workdir}")
+    last = dt.date.fromisoformat(report.end)
+    for back in range(full_runs - 1, -1, -1):
+        run_with_progress(settings, last - dt.timedelta(days=back), None, console)
     history = [run for run in load_runs(settings) if "gate" in run]
     console.print(runs_table(history))
     console.print(metrics_table(history[-1]))

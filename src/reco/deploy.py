@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from reco.errors import RecoError
+from reco.errors import NoChampionError, RecoError
 from reco.settings import Settings
 
 SMOKE_USER = "__deploy_smoke_test__"
@@ -22,18 +22,26 @@ SMOKE_USER = "__deploy_smoke_test__"
 @dataclass
 class DeployResult:
     target: str
-    champion_version: str
+    champion_version: str | None
     smoke_items: int
     smoke_reasons: list[str]
     record: str
+    status: str = "deployed"
 
 
 def deploy(settings: Settings, day: dt.date, *, alias: str = "champion") -> DeployResult:
-    """Load ``@alias`` as the service would and ask it for a cold-start page as of the end of ``day`` (UTC)."""
+    """Load ``@alias`` as the service would and ask it for a cold-start page as of the end of ``day`` (UTC).
+
+    With no version behind ``alias`` yet (every model so far was gated out), there is nothing to
+    deploy: the result says so (``status`` "skipped: …") and the service keeps waiting for one.
+    """
     from reco.model import recommend_for_user
 
     serving_time = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    items, version = recommend_for_user(settings, SMOKE_USER, k=10, now=serving_time, alias=alias)
+    try:
+        items, version = recommend_for_user(settings, SMOKE_USER, k=10, now=serving_time, alias=alias)
+    except NoChampionError:
+        return DeployResult("local", None, 0, [], "", status=f"skipped: no {alias} yet (no model has passed the gate)")
     if not items:
         raise RecoError(f"{settings.model_name}@{alias} (version {version}) returned no items for {serving_time}")
     record = settings.workdir / "deploy" / "current.json"

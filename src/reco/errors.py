@@ -27,3 +27,26 @@ class InputFileError(RecoError):
 
 class NoDataError(RecoError):
     """A step found nothing to work on (e.g. no events for the run date)."""
+
+
+class NoChampionError(RecoError):
+    """The registry has no version behind the alias asked for (no model passed the gate yet)."""
+
+
+class StepError(RecoError):
+    """A pipeline step that failed for good (after its retries): which step, which date, and why.
+
+    ``cause`` is the original exception; when it is not a ``RecoError`` it is a defect of reco
+    rather than of the input, and the CLI says so (with the log file that holds its traceback).
+    """
+
+    def __init__(self, step: str, day: str, cause: BaseException):
+        self.step = step
+        self.day = day
+        self.cause = cause
+        detail = str(cause) if isinstance(cause, RecoError) else f"{type(cause).__name__}: {cause}"
+        super().__init__(f"step {step} failed for {day}: {detail}")
+
+    @property
+    def unexpected(self) -> bool:
+        return not isinstance(self.cause, RecoError)

@@ -64,7 +64,7 @@ class TestDay:
     events: pd.DataFrame  # silver events of D
     users: dict[str, dict[str, Any]]  # D-1 user_stats rows by user_id
     articles: ArticleFeatures  # catalogue as served on D
-    truth: dict[str, set[str]]  # test user -> clicked on D, not already read
+    truth: dict[str, set[str]]  # test user -> clicked (or read) on D, not already read
     now: dict[str, dt.datetime]  # test user -> first event on D (UTC)
     eligible: set[str]  # articles that could be recommended at some time of D
 
@@ -95,7 +95,8 @@ def load_test_day(settings: Settings, day: dt.date, *, max_age_hours: float) -> 
     window = (articles.published_s > start_s - max_age_hours * 3600.0) & (articles.published_s <= end.timestamp())
     eligible = set(articles.article_ids[window].tolist())
 
-    clicks = events[events["event_type"] == "click"]
+    # A read is a click that was read: a log of reads only (no click events) still has a truth.
+    clicks = events[events["event_type"].isin(["click", "read"])]
     truth: dict[str, set[str]] = {}
     for user, group in clicks.groupby("user_id", sort=True):
         read = set(recent_reads(users.get(str(user))))
@@ -182,7 +183,9 @@ def evaluate(settings: Settings, day: dt.date, run_id: str, *, max_ope_requests:
         settings, day, max_age_hours=max(model.rules.max_age_hours, champion.rules.max_age_hours if champion else 0.0)
     )
     if not test.truth:
-        raise NoDataError(f"no test clicks on {day}")
+        raise NoDataError(
+            f"no test clicks on {day} on articles the users had not read before: nothing to evaluate a model on"
+        )
     item_users: Mapping[str, int] = dict(zip(model.item_ids.tolist(), model.item_users.tolist(), strict=True))
 
     # Coverage's denominator: every article some recommender here could show — the day's eligible

@@ -60,7 +60,7 @@ import pyarrow.parquet as pq
 
 from reco.errors import InputFileError, RecoError
 from reco.lake import append_batch, write_atomic
-from reco.schemas import EVENT_SCHEMA
+from reco.schemas import ARTICLE_SCHEMA, EVENT_SCHEMA
 from reco.settings import Settings
 from reco.validate import (
     count_reasons,
@@ -74,6 +74,9 @@ from reco.validate import (
 EVENT_REQUIRED: tuple[str, ...] = ("user_id", "article_id", "ts")
 ARTICLE_REQUIRED: tuple[str, ...] = ("article_id", "published_at", "category", "title")
 MIND_TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+# Articles of a click log that no article file describes get this category, and their file this prefix.
+DERIVED_CATEGORY = "unknown"
+DERIVED_PREFIX = "derived-"
 # How long before its first appearance a MIND article is taken to be published.
 MIND_PUBLISHED_LEAD = dt.timedelta(hours=1)
 # Rows per batch: large enough for vectorised work, small enough to bound memory (~0.5 GiB per batch).
@@ -92,14 +95,16 @@ class ImportReport:
     """What an import kept and set aside.
 
     ``kept`` / ``quarantined``: event rows written to bronze / to the quarantine; ``reasons``: quarantined
-    rows per reason (article rejects as ``article_<reason>``); ``articles``: articles written to bronze;
-    ``dates``: event dates (UTC, ISO) that received events.
+    rows per reason (article rejects as ``article_<reason>``); ``articles``: articles written to bronze
+    from an article file; ``articles_derived``: articles of the log that no article file describes, derived
+    from the log itself (see ``DERIVED_CATEGORY``); ``dates``: event dates (UTC, ISO) that received events.
     """
 
     kept: int = 0
     quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     articles: int = 0
+    articles_derived: int = 0
     dates: list[str] = field(default_factory=list)
 
 
@@ -169,6 +174,10 @@ def import_events(
     blank cell means missing: text such as ``NULL`` or ``NA`` stays text (and is quarantined where a
     number or a time is expected).
     Articles need ``article_id``, ``published_at``, ``category``, ``title`` (``abstract`` optional).
+    Every article of the log that the article file does not describe (all of them without
+    ``articles_file``) is derived from the log: ``published_at`` = its first event's time, category
+    ``DERIVED_CATEGORY``, title = its id. Derived rows never replace described ones, whatever the
+    import order (``reco.ingest.build_silver_articles``), and ``articles_derived`` counts them.
 
     Raises ``InputFileError`` naming the file (and the row or column where there is one) for an
     unreadable file, an unknown extension, a missing required column or a malformed CSV row;
@@ -183,14 +192,17 @@ def import_events(
     report = ImportReport()
     days: set[dt.date] = set()
     source = f"import:{events_file.name}"
+    first_seen: list[pa.Table] = []
     with _Staging(settings) as staging:
         for table in _iter_tables(events_file, EVENT_REQUIRED, batch_rows, csv_block_bytes):
-            days |= _stage_events(staging, _complete_events(table), source, report)
+            days |= _stage_events(staging, _complete_events(table), source, report, first_seen=first_seen)
+        described = pa.array([], pa.string())
         if articles_file is not None:
             articles = pa.concat_tables(
                 list(_iter_tables(articles_file, ARTICLE_REQUIRED, batch_rows, csv_block_bytes, multiline=True))
             )
-            _stage_articles(staging, articles, f"import:{articles_file.name}", report)
+            described = _stage_articles(staging, articles, f"import:{articles_file.name}", report)
+        _stage_derived_articles(staging, first_seen, described, report)
         staging.commit()
     report.dates = sorted(d.isoformat() for d in days)
     return report
@@ -240,9 +252,16 @@ class _Staging:
         self._committed = True
 
 
-def _stage_events(staging: _Staging, table: pa.Table, source: str, report: ImportReport) -> set[dt.date]:
-    """Validate one batch and stage it: valid rows to bronze by event day, the rest to quarantine."""
+def _stage_events(
+    staging: _Staging, table: pa.Table, source: str, report: ImportReport, *, first_seen: list[pa.Table] | None = None
+) -> set[dt.date]:
+    """Validate one batch and stage it: valid rows to bronze by event day, the rest to quarantine.
+
+    With ``first_seen``, appends the batch's (article_id, first ts) of valid rows to it.
+    """
     valid, quarantined = validate_events(table, source)
+    if first_seen is not None and valid.num_rows:
+        first_seen.append(_first_seen(valid))
     settings = staging.settings
     days: set[dt.date] = set()
     for day, part in _split_by_day(valid, valid.column("ts")):
@@ -260,16 +279,53 @@ def _stage_events(staging: _Staging, table: pa.Table, source: str, report: Impor
     return days
 
 
-def _stage_articles(staging: _Staging, table: pa.Table, source: str, report: ImportReport) -> None:
-    valid, quarantined = validate_articles(table, source)
+def _first_seen(events: pa.Table) -> pa.Table:
+    """(article_id, published_at = the article's earliest ``ts`` in ``events``), one row per article."""
+    grouped = events.select(["article_id", "ts"]).group_by("article_id", use_threads=False).aggregate([("ts", "min")])
+    return grouped.rename_columns(["article_id", "published_at"])
+
+
+def _stage_derived_articles(
+    staging: _Staging, first_seen: list[pa.Table], described: pa.Array, report: ImportReport
+) -> None:
+    """Stage an article row for every article of the log missing from ``described`` (see ``import_events``)."""
+    if not first_seen:
+        return
+    seen = _first_seen(pa.concat_tables(first_seen).rename_columns(["article_id", "ts"]))
+    missing = seen.filter(pc.invert(pc.is_in(seen.column("article_id"), value_set=described)))
+    if missing.num_rows == 0:
+        return
+    ids = missing.column("article_id").combine_chunks()
+    derived = pa.table(
+        {
+            "article_id": ids,
+            "published_at": missing.column("published_at").combine_chunks().cast(ARTICLE_SCHEMA.field("published_at").type),
+            "category": pa.array([DERIVED_CATEGORY] * len(ids), pa.string()),
+            "title": ids,
+            "abstract": pa.nulls(len(ids), pa.string()),
+        },
+        schema=ARTICLE_SCHEMA,
+    )
+    write_atomic(derived, staging.path(staging.settings.bronze_articles_dir) / f"{DERIVED_PREFIX}{_import_name()}")
+    report.articles_derived += derived.num_rows
+
+
+def _import_name() -> str:
     # Name order follows import order (UTC time first), which is how silver picks the latest import.
-    name = f"import-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.parquet"
+    return f"import-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def _stage_articles(staging: _Staging, table: pa.Table, source: str, report: ImportReport) -> pa.Array:
+    """Validate and stage an article file; returns the ids of its valid rows."""
+    valid, quarantined = validate_articles(table, source)
+    name = _import_name()
     if valid.num_rows:
         write_atomic(valid, staging.path(staging.settings.bronze_articles_dir) / name)
     if quarantined.num_rows:
         write_atomic(quarantined, staging.path(articles_quarantine_dir(staging.settings)) / name)
     report.articles += valid.num_rows
     merge_counts(report.reasons, {f"article_{k}": v for k, v in count_reasons(quarantined).items()})
+    return valid.column("article_id").combine_chunks()
 
 
 def _split_by_day(table: pa.Table, ts: pa.Array | pa.ChunkedArray) -> Iterator[tuple[Any, pa.Table]]:

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reco.errors import NoDataError
-from reco.importers import articles_quarantine_dir
+from reco.importers import DERIVED_PREFIX, articles_quarantine_dir
 from reco.lake import partition_dir, partition_files, read_partition, replace_partition, write_atomic
 from reco.schemas import ARTICLE_SCHEMA, EVENT_SCHEMA, QUARANTINE_SCHEMA
 from reco.settings import Settings
@@ -143,13 +143,19 @@ def ingest_date(settings: Settings, day: dt.date, *, lateness_days: int | None =
 def build_silver_articles(settings: Settings) -> tuple[int, dict[str, int]]:
     """Rebuild ``silver_articles_path`` from all bronze article files; returns (rows, rejected per reason).
 
-    Rejected rows go to ``quarantine/articles/ingest.parquet`` (rewritten each time).
+    Rows derived from a click log (``derived-*`` files, see ``reco.importers.import_events``) rank
+    below every described row, whatever the order of the imports: a described article takes its
+    latest described row; an article only ever derived takes its earliest derived ``published_at``
+    (the first time any log showed it). Rejected rows go to ``quarantine/articles/ingest.parquet``
+    (rewritten each time).
     """
     folder = settings.bronze_articles_dir
     files = _arrival_order(list(folder.glob("*.parquet"))) if folder.is_dir() else []
+    described = [f for f in files if not f.name.startswith(DERIVED_PREFIX)]
+    derived = [f for f in files if f.name.startswith(DERIVED_PREFIX)]
     valid_parts, quarantine_parts, orders = [], [], []
     offset = 0
-    for path in files:
+    for path in derived + described:
         names = [f.name for f in ARTICLE_SCHEMA if f.name in pq.read_schema(path).names]
         table = pq.read_table(path, columns=names)
         # Validated file by file: files from different sources may type a column differently.
@@ -160,6 +166,15 @@ def build_silver_articles(settings: Settings) -> tuple[int, dict[str, int]]:
         offset += table.num_rows
     valid = pa.concat_tables(valid_parts) if valid_parts else ARTICLE_SCHEMA.empty_table()
     order = pa.concat_arrays(orders) if orders else pa.array([], pa.int64())
+    n_derived = sum(len(o) for o in orders[: len(derived)])
+    if n_derived:
+        # Derived rows first, the earliest published_at last among them, so "latest wins" keeps it
+        # unless a described row (always after every derived one) exists.
+        published = pc.cast(valid.column("published_at").combine_chunks()[:n_derived], pa.int64())
+        rank = np.argsort(-published.to_numpy(zero_copy_only=False), kind="stable")
+        reordered = np.empty(n_derived, dtype=np.int64)
+        reordered[rank] = np.arange(n_derived)
+        order = pa.concat_arrays([pa.array(reordered), order[n_derived:]])
     latest = _keep_one(valid.column("article_id"), order, latest=True)
     articles = valid.filter(latest)
     articles = articles.take(pc.sort_indices(articles, sort_keys=[("article_id", "ascending")]))

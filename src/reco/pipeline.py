@@ -16,11 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reco.errors import NoDataError, RecoError
+from reco.errors import NoDataError, RecoError, StepError
 from reco.lake import list_dates
 from reco.settings import Settings
+
+if TYPE_CHECKING:
+    from reco.catchup import CatchUpCallback
 
 
 @dataclass
@@ -190,26 +193,42 @@ def run_step(ctx: RunContext, step: Step, on_event: StepCallback | None = None) 
             on_event(step, "start", 0.0)
         try:
             part = step.func(ctx)
-        except NoDataError:
-            raise
-        except Exception:
+        except Exception as error:
             seconds = time.perf_counter() - started
-            if attempt > step.retries:
+            # A clear data error (nothing to work on) fails the same way on every attempt.
+            if attempt > step.retries or isinstance(error, NoDataError):
+                failure = StepError(step.name, ctx.date.isoformat(), error)
                 ctx.summary.setdefault("failed_step", step.name)
+                ctx.summary.setdefault("error", str(failure))
                 write_summary(ctx)
                 if on_event:
                     on_event(step, "failed", seconds)
-                raise
+                raise failure from error
             if on_event:
                 on_event(step, "retry", seconds)
             continue
         seconds = time.perf_counter() - started
+        if ctx.summary.get("failed_step") == step.name:  # an earlier attempt (another pod) failed
+            ctx.summary.pop("failed_step")
+            ctx.summary.pop("error", None)
         _merge(ctx.summary, part)
         ctx.summary.setdefault("steps", {})[step.name] = round(seconds, 3)
         write_summary(ctx)
         if on_event:
             on_event(step, "done", seconds)
         return
+
+
+def run_catch_up(
+    ctx: RunContext, steps: Sequence[Step], on_day: CatchUpCallback | None = None
+) -> None:
+    """Ingest and featurize the missing days the steps read (``reco.catchup``); recorded in the summary."""
+    from reco.catchup import catch_up
+
+    report = catch_up(ctx.settings, ctx.date, [s.name for s in steps], on_day)
+    if report.days or report.empty:
+        ctx.summary["catch_up"] = report.summary()
+        write_summary(ctx)
 
 
 def run_pipeline(
@@ -219,9 +238,13 @@ def run_pipeline(
     on_event: StepCallback | None = None,
     *,
     retrain_on_drift: bool = True,
+    catch_up: bool = True,
+    on_catch_up: CatchUpCallback | None = None,
 ) -> RunContext:
     """Run the selected steps for one date, in order; returns the context with the summary.
 
+    With ``catch_up`` (the default), the days the steps read but nobody ingested or featurized yet
+    are prepared first (``reco.catchup``); without it a missing input is the step's clear error.
     When the monitor step recommends retraining, the runner re-runs ``RETRAIN_STEPS`` once on a
     recent window (``settings.retrain_window_days``) so the model catches up with the shift.
     """
@@ -229,6 +252,8 @@ def run_pipeline(
     ctx = RunContext(settings, day)
     ctx.summary = {"date": day.isoformat(), "steps": {}}
     selected = select_steps(steps)
+    if catch_up:
+        run_catch_up(ctx, selected, on_catch_up)
     for step in selected:
         run_step(ctx, step, on_event)
     drift = ctx.summary.get("drift", {})
@@ -245,10 +270,15 @@ def run_pipeline(
     return ctx
 
 
-def run_single_step(settings: Settings, name: str, day: dt.date) -> RunContext:
-    """Run one named step for one date, continuing the summary earlier steps wrote (Argo pods)."""
+def run_single_step(settings: Settings, name: str, day: dt.date, *, catch_up: bool = True) -> RunContext:
+    """Run one named step for one date, continuing the summary earlier steps wrote (Argo pods).
+
+    Like ``run_pipeline``, it first catches up the days this step reads unless ``catch_up`` is false.
+    """
     ctx = RunContext(settings, day)
     ctx.summary = load_summary(ctx.summary_path) or {"date": day.isoformat(), "steps": {}}
     (step,) = select_steps([name])
+    if catch_up:
+        run_catch_up(ctx, [step])
     run_step(ctx, step)
     return ctx

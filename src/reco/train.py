@@ -619,7 +619,10 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
     started = time.perf_counter()
     days = training_days(settings, day, window)
     if not days:
-        raise NoDataError(f"no silver events in the {window} days before {day}; run ingest for them first")
+        raise NoDataError(
+            f"no silver events in the {window} days before {day}: training needs at least one day of events "
+            f"before the test day (with --no-catch-up, run ingest for those days first)"
+        )
     # The ranker's day: the last training day, with the ALS phase 1 on the days before it.
     ranker_day = days[-1] if len(days) > 1 else None
     events, files = read_events(settings, days, impressions_on=ranker_day)

@@ -217,11 +217,16 @@ def test_parquet_import_with_articles(settings: Settings, tmp_path: Path) -> Non
 
     report = import_events(settings, tmp_path / "events.parquet", tmp_path / "articles.csv")
 
-    assert (report.kept, report.quarantined, report.articles) == (2, 0, 1)
+    assert (report.kept, report.quarantined, report.articles, report.articles_derived) == (2, 0, 1, 1)
     assert report.reasons == {"article_missing_title": 1}
-    (article_file,) = settings.bronze_articles_dir.glob("*.parquet")
+    (article_file,) = settings.bronze_articles_dir.glob("import-*.parquet")
     assert pq.read_table(article_file).select(["article_id", "abstract"]).to_pylist() == [
         {"article_id": "a1", "abstract": "two\nlines"}
+    ]
+    # a2's row was rejected, so a2 is described by its first event, like an article missing from the file.
+    (derived_file,) = settings.bronze_articles_dir.glob("derived-*.parquet")
+    assert pq.read_table(derived_file).select(["article_id", "category", "title"]).to_pylist() == [
+        {"article_id": "a2", "category": "unknown", "title": "a2"}
     ]
     assert all_bronze(settings).column("dwell_ms").to_pylist() == [None, 3000]
 

@@ -88,7 +88,11 @@ def test_import_events_malformed_row_fails_with_the_row_and_writes_nothing(tmp_p
 
     assert result.exit_code == 1
     assert "row7" in squash(result.output) and "broken.csv" in squash(result.output)
-    assert sorted(p for p in workdir.rglob("*")) == before
+    # The lake is as it was; only the failure's log (named in the error line) was added.
+    (log,) = (workdir / "logs").glob("reco-*.log")
+    assert squash(str(log)) in squash(result.output)
+    assert "InputFileError" in log.read_text()
+    assert sorted(p for p in workdir.rglob("*") if "logs" not in p.relative_to(workdir).parts) == before
 
 
 def test_import_mind_from_the_cli(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reco import pipeline
-from reco.errors import NoDataError, RecoError
+from reco.errors import NoDataError, RecoError, StepError
 from reco.pipeline import RunContext, Step
 
 DAY = dt.date(2026, 11, 20)
@@ -60,11 +60,50 @@ def test_runner_gives_up_after_retries_and_records_the_failed_step(settings, mon
     def broken(ctx: RunContext) -> dict[str, Any]:
         raise RuntimeError("always")
 
-    monkeypatch.setattr(pipeline, "STEPS", [Step("broken", broken, "x", retries=2)])
-    with pytest.raises(RuntimeError, match="always"):
+    attempts: list[int] = []
+
+    def counted(ctx: RunContext) -> dict[str, Any]:
+        attempts.append(1)
+        return broken(ctx)
+
+    monkeypatch.setattr(pipeline, "STEPS", [Step("broken", counted, "x", retries=2)])
+    with pytest.raises(StepError, match=f"step broken failed for {DAY}: RuntimeError: always") as failure:
         pipeline.run_pipeline(settings, DAY)
+    assert failure.value.unexpected and isinstance(failure.value.cause, RuntimeError)
+    assert len(attempts) == 3
     saved = json.loads((settings.runs_dir / DAY.isoformat() / "summary.json").read_text())
     assert saved["failed_step"] == "broken"
+    assert saved["error"] == str(failure.value)
+
+
+def test_a_clear_data_error_is_not_retried(settings, monkeypatch) -> None:
+    attempts: list[int] = []
+
+    def empty(ctx: RunContext) -> dict[str, Any]:
+        attempts.append(1)
+        raise NoDataError("no bronze events for that day")
+
+    monkeypatch.setattr(pipeline, "STEPS", [Step("ingest", empty, "x", retries=3)])
+    with pytest.raises(StepError, match="step ingest failed for .*: no bronze events") as failure:
+        pipeline.run_pipeline(settings, DAY)
+    assert not failure.value.unexpected
+    assert attempts == [1]
+
+
+def test_a_step_that_succeeds_on_a_later_attempt_clears_the_failure(settings, monkeypatch) -> None:
+    outcomes = [RuntimeError("pod evicted"), None]
+
+    def flaky(ctx: RunContext) -> dict[str, Any]:
+        error = outcomes.pop(0)
+        if error:
+            raise error
+        return {"counts": {"a": 1}}
+
+    monkeypatch.setattr(pipeline, "STEPS", [Step("a", flaky, "a", retries=0)])
+    with pytest.raises(StepError):
+        pipeline.run_single_step(settings, "a", DAY)  # one pod fails ...
+    ctx = pipeline.run_single_step(settings, "a", DAY)  # ... Argo's retry succeeds
+    assert "failed_step" not in ctx.summary and "error" not in ctx.summary
 
 
 def test_single_step_continues_the_summary_of_earlier_steps(settings, monkeypatch) -> None:

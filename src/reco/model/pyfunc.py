@@ -12,7 +12,7 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from reco.errors import RecoError
+from reco.errors import NoChampionError, RecoError
 from reco.model.articles import ArticleFeatures
 from reco.model.rules import RecItem
 from reco.model.two_stage import TwoStageModel
@@ -83,8 +83,9 @@ def load_model(settings: Settings, alias: str = "champion") -> TwoStageModel:
     try:
         version = client.get_model_version_by_alias(settings.model_name, alias)
     except MlflowException as error:
-        raise RecoError(
-            f"no model {settings.model_name}@{alias} in {settings.tracking_uri}: run the pipeline first"
+        raise NoChampionError(
+            f"no model {settings.model_name}@{alias} in {settings.tracking_uri}: no version holds that alias yet "
+            f"(run the pipeline until a model passes the gate, or `reco model promote VERSION`)"
         ) from error
     loaded = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
     wrapper = loaded.unwrap_python_model()
