@@ -215,9 +215,16 @@ def data_import_events(
 ) -> None:
     """Import a site's own click log (and optionally its article metadata)."""
     from reco.importers import import_events
+    from reco.schemas import UNKNOWN_CATEGORY
 
     report = import_events(settings_for(workdir), events_file, articles)
     print_mapping("imported (events)", dict(vars(report)))
+    if report.articles_derived:
+        source = "described by no row of the article file" if articles else "of the log (no --articles given)"
+        console.print(
+            f"{report.articles_derived:,} articles {source} were derived from the log itself: published_at = their "
+            f"first event, category {UNKNOWN_CATEGORY!r} (no category), title = their id"
+        )
 
 
 def _parse_steps(steps: str | None) -> list[str] | None:

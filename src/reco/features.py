@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from reco.errors import InputFileError, NoDataError
 from reco.lake import partition_files, replace_partition
+from reco.schemas import UNKNOWN_CATEGORY
 from reco.settings import Settings
 
 USER_TABLE = "user_stats"
@@ -167,7 +168,7 @@ session_len AS (
 cat_clicks AS (
     SELECT e.user_id, a.category, count(*) AS n, max(e.ts) AS last_ts
     FROM ev30 e JOIN articles a ON a.article_id = e.article_id
-    WHERE e.event_type = 'click' AND a.category IS NOT NULL
+    WHERE e.event_type = 'click' AND a.category IS NOT NULL AND a.category <> $unknown
     GROUP BY e.user_id, a.category
 ),
 cats AS (
@@ -284,7 +285,7 @@ def build_features(
         )
 
         users = con.sql(
-            _USER_SQL, params={"t": end, "gap": SESSION_GAP_S, "max_reads": RECENT_READS_MAX}
+            _USER_SQL, params={"t": end, "gap": SESSION_GAP_S, "max_reads": RECENT_READS_MAX, "unknown": UNKNOWN_CATEGORY}
         ).to_arrow_table()
         fresh_since = end - dt.timedelta(days=article_fresh_days)
         articles = con.sql(

@@ -60,7 +60,7 @@ import pyarrow.parquet as pq
 
 from reco.errors import InputFileError, RecoError
 from reco.lake import append_batch, write_atomic
-from reco.schemas import ARTICLE_SCHEMA, EVENT_SCHEMA
+from reco.schemas import ARTICLE_SCHEMA, EVENT_SCHEMA, UNKNOWN_CATEGORY
 from reco.settings import Settings
 from reco.validate import (
     count_reasons,
@@ -74,8 +74,7 @@ from reco.validate import (
 EVENT_REQUIRED: tuple[str, ...] = ("user_id", "article_id", "ts")
 ARTICLE_REQUIRED: tuple[str, ...] = ("article_id", "published_at", "category", "title")
 MIND_TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
-# Articles of a click log that no article file describes get this category, and their file this prefix.
-DERIVED_CATEGORY = "unknown"
+# Articles of a click log that no article file describes are written to files with this prefix.
 DERIVED_PREFIX = "derived-"
 # How long before its first appearance a MIND article is taken to be published.
 MIND_PUBLISHED_LEAD = dt.timedelta(hours=1)
@@ -97,7 +96,7 @@ class ImportReport:
     ``kept`` / ``quarantined``: event rows written to bronze / to the quarantine; ``reasons``: quarantined
     rows per reason (article rejects as ``article_<reason>``); ``articles``: articles written to bronze
     from an article file; ``articles_derived``: articles of the log that no article file describes, derived
-    from the log itself (see ``DERIVED_CATEGORY``); ``dates``: event dates (UTC, ISO) that received events.
+    from the log itself (see ``UNKNOWN_CATEGORY``); ``dates``: event dates (UTC, ISO) that received events.
     """
 
     kept: int = 0
@@ -176,7 +175,7 @@ def import_events(
     Articles need ``article_id``, ``published_at``, ``category``, ``title`` (``abstract`` optional).
     Every article of the log that the article file does not describe (all of them without
     ``articles_file``) is derived from the log: ``published_at`` = its first event's time, category
-    ``DERIVED_CATEGORY``, title = its id. Derived rows never replace described ones, whatever the
+    ``UNKNOWN_CATEGORY``, title = its id. Derived rows never replace described ones, whatever the
     import order (``reco.ingest.build_silver_articles``), and ``articles_derived`` counts them.
 
     Raises ``InputFileError`` naming the file (and the row or column where there is one) for an
@@ -300,7 +299,7 @@ def _stage_derived_articles(
         {
             "article_id": ids,
             "published_at": missing.column("published_at").combine_chunks().cast(ARTICLE_SCHEMA.field("published_at").type),
-            "category": pa.array([DERIVED_CATEGORY] * len(ids), pa.string()),
+            "category": pa.array([UNKNOWN_CATEGORY] * len(ids), pa.string()),
             "title": ids,
             "abstract": pa.nulls(len(ids), pa.string()),
         },

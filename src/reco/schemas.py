@@ -28,6 +28,10 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 
+# The category of an article that no metadata describes (derived from a click log): features, candidates
+# and the diversity rule treat it as "no category", never as one big category.
+UNKNOWN_CATEGORY = "unknown"
+
 ARTICLE_SCHEMA = pa.schema(
     [
         pa.field("article_id", pa.string(), nullable=False),

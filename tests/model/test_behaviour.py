@@ -19,7 +19,7 @@ import pytest
 from reco.evaluate import evaluate
 from reco.lake import partition_files, replace_partition
 from reco.model import ArticleFeatures, category_affinity, recent_reads
-from reco.schemas import EVENT_SCHEMA
+from reco.schemas import EVENT_SCHEMA, UNKNOWN_CATEGORY
 from reco.settings import Settings
 from reco.train import load_run_model, train, training_days
 
@@ -246,3 +246,34 @@ def test_a_click_log_without_impressions_still_trains_with_sampled_negatives(wor
     metrics = evaluate(copy, world.day, result.run_id).metrics
     assert metrics["ope"]["n"] == 0  # nothing logged to reweight
     assert metrics["model"]["ndcg@10"] > metrics["popularity"]["ndcg@10"]
+
+
+def test_articles_of_unknown_category_are_not_capped_as_one_category(world: World) -> None:
+    """Derived articles (a click log without metadata) share the category "unknown": nothing says they are
+    alike, so the diversity rule must not hold them to max_per_category per page, and reading them says
+    nothing of a reader's category tastes."""
+    now = dt.datetime.combine(world.day, dt.time(12), tzinfo=dt.UTC)
+    n = 12
+    frame = pd.DataFrame(
+        {
+            "article_id": [f"x{i}" for i in range(n)] + ["news-1"],
+            "category": [UNKNOWN_CATEGORY] * n + ["news"],
+            "published_at": [now - dt.timedelta(hours=1 + i) for i in range(n)] + [now - dt.timedelta(hours=50)],
+            "views_24h": [500] * n + [10],
+            "clicks_24h": [50] * n + [1],
+            "avg_read_time_s": [40.0] * (n + 1),
+        }
+    )
+    articles = ArticleFeatures.from_frame(frame)
+    assert world.model.rules.max_per_category < 10
+    items = world.model.recommend("never-seen", k=10, now=now, user_features=None, articles=articles)
+    ids = [i.article_id for i in items]
+    assert sum(a.startswith("x") for a in ids) == 10, ids  # all ten best, not five and the stale one
+    # A control: the same catalogue with a described category is capped.
+    named = ArticleFeatures.from_frame(frame.assign(category=["tech"] * n + ["news"]))
+    capped = world.model.recommend("never-seen", k=10, now=now, user_features=None, articles=named)
+    assert "news-1" in [i.article_id for i in capped]
+
+    from reco.model.ranker import read_affinity
+
+    assert read_affinity(["x0", "x1", "news-1"], articles, {}, None) == {"news": 1.0}

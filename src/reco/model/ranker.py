@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reco.errors import RecoError
+from reco.schemas import UNKNOWN_CATEGORY
 
 if TYPE_CHECKING:
     from reco.model.articles import ArticleFeatures
@@ -239,11 +240,12 @@ def read_affinity(
     for article in reads:
         row = articles.index.get(article)
         if row is not None:
-            counts[articles.categories[articles.category_codes[row]]] += 1
-            continue
-        item = item_index.get(article)
-        category = str(item_categories[item]) if item_categories is not None and item is not None else ""
-        if category:
+            category = articles.categories[articles.category_codes[row]]
+        else:
+            item = item_index.get(article)
+            category = str(item_categories[item]) if item_categories is not None and item is not None else ""
+        # An article whose category nobody described says nothing of the reader's tastes.
+        if category and category != UNKNOWN_CATEGORY:
             counts[category] += 1
     total = sum(counts.values())
     return {c: n / total for c, n in counts.items()} if total else {}

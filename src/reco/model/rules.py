@@ -4,11 +4,13 @@ decide which of the window's articles a request may return, freshness decay, and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from reco.schemas import UNKNOWN_CATEGORY
 
 if TYPE_CHECKING:
     from reco.model.articles import ArticleFeatures
@@ -64,6 +66,15 @@ def _eligible(articles: ArticleFeatures, lo: int, hi: int, blocked: Sequence[int
     return ok
 
 
+def _uncapped_unknown(
+    ranked: Iterable[tuple[int, float, str, int]], unknown: int
+) -> Iterator[tuple[int, float, str, int]]:
+    """``ranked`` with the unknown category's code replaced by a fresh code per article (-2, -3, …),
+    so no two of them ever share a category count."""
+    for n, (row, score, reason, code) in enumerate(ranked):
+        yield (row, score, reason, -2 - n if code == unknown else code)
+
+
 def _diversify(
     ranked: Iterable[tuple[int, float, str, int]],
     articles: ArticleFeatures,
@@ -75,9 +86,13 @@ def _diversify(
     articles of one category per page of ``diversity_page`` positions (pinned items count on
     their page). An article skipped for its category is reconsidered first on the next page;
     when nothing left fits, the best skipped one takes the slot rather than leaving it empty.
+    Articles of ``UNKNOWN_CATEGORY`` (derived from a click log without metadata) are not capped:
+    nothing says they are alike.
 
     ``ranked``: (catalogue row, score, reason, category code), best first."""
     cap, page = rules.max_per_category, max(rules.diversity_page, 1)
+    if cap > 0 and articles.category_code(UNKNOWN_CATEGORY) >= 0:
+        ranked = _uncapped_unknown(ranked, articles.category_code(UNKNOWN_CATEGORY))
     codes = articles.category_codes
     counts: dict[tuple[int, int], int] = {}
     for position, article in pinned.items():
