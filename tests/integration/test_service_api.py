@@ -121,12 +121,44 @@ def test_malformed_json_is_a_400(client: httpx.Client) -> None:
     assert response.json()["field"] == "body" and "malformed" in response.json()["detail"]
 
 
+def padded(body: dict[str, object], size: int) -> bytes:
+    """``body`` as JSON of exactly ``size`` bytes (trailing whitespace is still valid JSON)."""
+    raw = json.dumps(body).encode()
+    assert len(raw) <= size
+    return raw + b" " * (size - len(raw))
+
+
+def post_json(client: httpx.Client, path: str, content: bytes) -> httpx.Response:
+    return client.post(path, content=content, headers={"content-type": "application/json"})
+
+
 def test_body_over_64_kib_is_a_413(client: httpx.Client) -> None:
     body = json.dumps({"user_id": "u1", "exclude": ["x" * 100] * 700}).encode()
     assert len(body) > 64 * 1024
-    response = client.post("/recommend", content=body, headers={"content-type": "application/json"})
+    response = post_json(client, "/recommend", body)
     assert response.status_code == 413
     assert response.json()["status"] == 413
+    # The limit is the size, not the content: the same small request, padded to either side of it.
+    assert post_json(client, "/recommend", padded({"user_id": "u1", "k": 3}, 64 * 1024)).status_code == 200
+    assert post_json(client, "/recommend", padded({"user_id": "u1", "k": 3}, 64 * 1024 + 1)).status_code == 413
+
+
+def test_events_take_bodies_up_to_1_mib(client: httpx.Client) -> None:
+    """A batch of 1,000 events (~150 KiB) is over /recommend's 64 KiB: /events has its own 1 MiB."""
+    events = [
+        {"user_id": f"u{i % 50}", "article_id": f"a{i}", "event_type": "impression", "request_id": f"limit-{i // 10}",
+         "event_id": f"limit-{i}", "position": i % 10 + 1}
+        for i in range(1000)
+    ]  # fmt: skip
+    full = json.dumps({"events": events}).encode()
+    assert 64 * 1024 < len(full) < 1024 * 1024
+    accepted = post_json(client, "/events", full)
+    assert accepted.status_code == 202 and accepted.json()["accepted"] == 1000
+    one = {"events": events[:1]}
+    assert post_json(client, "/events", padded(one, 1024 * 1024)).status_code == 202
+    too_big = post_json(client, "/events", padded(one, 1024 * 1024 + 1))
+    assert too_big.status_code == 413, too_big.text
+    assert too_big.headers["content-type"].startswith("application/problem+json") and too_big.json()["status"] == 413
 
 
 def test_events_are_validated(client: httpx.Client) -> None:
@@ -183,8 +215,18 @@ def test_metrics_exposition(client: httpx.Client, world: World) -> None:
     unattributed = {"model_version": "none", "variant": "stable"}
     assert value("reco_clicks_total", **unattributed) == clicks_before(**unattributed)
     assert value("reco_model_info", **served) == 1.0
-    assert value("reco_request_latency_seconds_bucket", endpoint="recommend", le="0.005", **served) >= 0
-    assert value("reco_request_latency_seconds_count", endpoint="recommend", **served) >= 1
+    # The histogram is cumulative: buckets never decrease, +Inf holds every request, and every
+    # recommend this module sent was answered in under the largest finite bound (2.5 s).
+    count = value("reco_request_latency_seconds_count", endpoint="recommend", **served)
+    bounds = sorted(
+        {labels["le"] for name, key in samples if name == "reco_request_latency_seconds_bucket" for labels in [dict(key)]
+         if labels.get("endpoint") == "recommend" and labels.get("model_version") == world.version},
+        key=float,
+    )  # fmt: skip
+    buckets = [value("reco_request_latency_seconds_bucket", endpoint="recommend", le=le, **served) for le in bounds]
+    assert bounds[-1] == "+Inf" and "0.005" in bounds, bounds
+    assert count >= 1 and buckets == sorted(buckets) and buckets[-1] == count, list(zip(bounds, buckets, strict=True))
+    assert 1 <= value("reco_request_latency_seconds_bucket", endpoint="recommend", le="2.5", **served) <= count
     # Pre-created at zero so a dashboard's rate() has a series before the first failure.
     assert ("reco_fallback_total", (("cause", "online_store"), ("variant", "stable"))) in samples
     assert value("reco_fallback_total", cause="online_store", variant="stable") == 0.0
@@ -219,7 +261,26 @@ def test_no_5xx_for_anything_the_schema_allows(service: ServiceProcess) -> None:
         check()
 
 
-def test_service_log_has_no_traceback(service: ServiceProcess) -> None:
-    assert "Traceback" not in service.tail(100_000), service.tail()
+def test_service_log_has_no_traceback(service: ServiceProcess, client: httpx.Client) -> None:
+    """Bad input is handled, not crashed on: the log has no traceback after the service has been
+    sent every kind of bad request itself (so the check means something even when it runs first)."""
+    bad = [
+        ("/recommend", b'{"user_id": "u1", "k": '),  # malformed
+        ("/recommend", b"[]"),  # not an object
+        ("/recommend", b'{"user_id": "u1", "k": "5"}'),  # wrong type
+        ("/recommend", b'{"user_id": "u1", "colour": "red"}'),  # unknown field
+        ("/recommend", b'{"user_id": "u1", "pinned": [{"article_id": "a1", "position": 1}, {"article_id": "a2", "position": 1}]}'),
+        ("/recommend", json.dumps({"user_id": "u1", "exclude": ["x" * 100] * 700}).encode()),  # over 64 KiB
+        ("/events", b'{"events": []}'),
+        ("/events", b'{"events": [{"user_id": "u1", "article_id": "a1", "event_type": "read", "request_id": "r"}]}'),
+        ("/events", b"\xff\xfe"),  # not UTF-8
+    ]
+    statuses = [post_json(client, path, body).status_code for path, body in bad]
+    assert all(400 <= status < 500 for status in statuses), statuses
+    assert client.get("/no-such-page").status_code == 404
+    assert client.post("/recommend", json={"user_id": "nobody-at-all", "k": 100, "category": "no-such-category"}).status_code == 200
+    log = service.tail(1_000_000)
+    assert "Application startup complete" in log, log[-3000:]  # the log is this service's, and it logs
+    assert "Traceback" not in log, log[-3000:]
 
 

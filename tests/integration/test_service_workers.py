@@ -19,15 +19,7 @@ def test_two_workers_one_metrics_view(settings: Settings, tmp_path: Path) -> Non
     process = ServiceProcess(settings.workdir, {"RECO_PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, workers=2)
     process.start()
     try:
-        import time
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{process.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        process.wait_healthy()  # fails, with the log, when the workers do not come up
         # Fresh connections, so both workers take a share of the requests.
         before = _healthz_count(process.url)
         for _ in range(300):

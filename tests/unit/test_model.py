@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
 
 from reco.errors import RecoError
 from reco.model import (
@@ -136,10 +137,9 @@ def test_unpublished_and_expired_articles_are_filtered_at_now() -> None:
 
 
 def test_fold_in_matches_implicit_recalculate_user() -> None:
-    implicit_als = pytest.importorskip("implicit.cpu.als")
     matrix = sp.random(60, 25, density=0.2, format="csr", dtype=np.float32, random_state=0)
     matrix.data[:] = 1.0
-    als = implicit_als.AlternatingLeastSquares(
+    als = AlternatingLeastSquares(
         factors=6, regularization=0.1, alpha=3.0, iterations=4, random_state=1, num_threads=1
     )
     als.fit(matrix, show_progress=False)

@@ -9,6 +9,7 @@ import pickle
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
@@ -250,7 +251,6 @@ def test_cached_path_returns_what_whole_window_scoring_returns(ties: bool, rules
 def test_ann_retrieval_recall_at_10_against_exact() -> None:
     """60k articles x 64 factors with low-rank structure (as ALS factors have): the HNSW top-10
     among eligible items agrees with the exact top-10 on >= 95% of items, and recommend uses it."""
-    pytest.importorskip("faiss")
     rng = np.random.default_rng(1)
     n_items, factors, rank = 60_000, 64, 12
     basis = rng.standard_normal((rank, factors)).astype(np.float32)
@@ -288,14 +288,13 @@ def test_ann_retrieval_recall_at_10_against_exact() -> None:
     )
     articles = ArticleFeatures.from_frame(frame)
     items = model.recommend("u3", k=10, now=NOW, user_features=None, articles=articles)
-    assert model._ann is not None and len(items) == 10 and items[0].reason == "als"
+    assert isinstance(model._ann, faiss.IndexHNSWFlat) and len(items) == 10 and items[0].reason == "als"
 
 
 def test_a_model_with_its_ann_index_pickles_and_still_serves_the_same() -> None:
-    pytest.importorskip("faiss")
     model, articles = world(600, rules=RuleSettings(ann_min_items=500))
     before = model.recommend("u1", k=10, now=NOW, user_features=None, articles=articles)
-    assert model._ann is not None  # the catalogue is above the threshold: retrieval went through HNSW
+    assert isinstance(model._ann, faiss.IndexHNSWFlat)  # above the threshold: retrieval went through HNSW
     copy = pickle.loads(pickle.dumps(model))
     assert copy._ann is None
     after = copy.recommend(
