@@ -43,8 +43,7 @@ class _ReportingGroup(TyperGroup):
         except (typer.Exit, typer.Abort, click.exceptions.ClickException):
             raise
         except Exception as error:
-            report_failure(error)
-            raise typer.Exit(code=1) from None
+            raise typer.Exit(code=report_failure(error)) from None
 
 
 app = typer.Typer(
@@ -113,9 +112,15 @@ def settings_for(workdir: Path | None) -> Settings:
     return settings
 
 
+# Exit codes, which Argo's retry strategy reads (workflows/): a clear error of the input or the data fails
+# the same way on every attempt and is not retried; anything else (a server down, a pod evicted, a bug)
+# may pass on a retry.
+EXIT_CLEAR_ERROR = 1
+EXIT_RETRYABLE = 75  # EX_TEMPFAIL of sysexits.h
+
+
 def fail(error: Exception) -> None:
-    report_failure(error)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=report_failure(error))
 
 
 def write_failure_log(error: BaseException) -> Path | None:
@@ -143,8 +148,8 @@ def write_failure_log(error: BaseException) -> Path | None:
     return None
 
 
-def report_failure(error: BaseException) -> None:
-    """One line on stderr: what failed, what to do, and where the traceback is."""
+def report_failure(error: BaseException) -> int:
+    """One line on stderr: what failed, what to do, and where the traceback is; returns the exit code."""
     log_path = write_failure_log(error)
     where = f"traceback in {log_path}" if log_path else "traceback could not be written"
     step_error = error if isinstance(error, StepError) else None
@@ -157,6 +162,7 @@ def report_failure(error: BaseException) -> None:
     else:
         line = f"{error} ({where})"
     err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+    return EXIT_RETRYABLE if unexpected else EXIT_CLEAR_ERROR
 
 
 def print_mapping(title: str, mapping: dict[str, Any]) -> None:
@@ -271,13 +277,60 @@ def pipeline_step(
     name: Annotated[str, typer.Argument(help="Step name (see `reco pipeline steps`).")],
     date: Annotated[dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Run date (UTC).")],
     catch_up: CatchUpOpt = True,
+    retrain_window: Annotated[
+        int, typer.Option(min=0, help="A drift-triggered retraining run with this training window (days); 0: no.")
+    ] = 0,
+    outputs: Annotated[
+        Path | None, typer.Option(help="Folder to write the step's exported summary values to, one file each (Argo).")
+    ] = None,
     workdir: WorkdirOpt = None,
 ) -> None:
     """Run one step alone (what each Argo pod runs)."""
-    from reco.pipeline import run_single_step
+    from reco.pipeline import run_single_step, select_steps, step_outputs
 
-    ctx = run_single_step(settings_for(workdir), name, date.date(), catch_up=catch_up)
+    ctx = run_single_step(
+        settings_for(workdir), name, date.date(), catch_up=catch_up, retrain_window_days=retrain_window
+    )
+    if outputs is not None:
+        outputs.mkdir(parents=True, exist_ok=True)
+        values = step_outputs(ctx.summary)
+        for key in select_steps([name])[0].outputs:
+            if key in values:
+                (outputs / key).write_text(values[key])
     console.print(f"{name}: {ctx.summary['steps'][name]:.2f}s, summary {ctx.summary_path}")
+
+
+@pipeline_app.command("resolve-date")
+def pipeline_resolve_date(
+    date: Annotated[str, typer.Option(help="The run date asked for (YYYY-MM-DD); empty: the day before --created.")],
+    created: Annotated[str, typer.Option(help="When the workflow was created (RFC 3339, UTC).")],
+    out: Annotated[Path | None, typer.Option(help="Also write the date to this file (an Argo output).")] = None,
+) -> None:
+    """Print the run date of a scheduled workflow: the date given, or yesterday as of its creation."""
+    from reco.pipeline import resolve_run_date
+
+    day = resolve_run_date(date, created)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(day.isoformat())
+    console.print(day.isoformat())
+
+
+@pipeline_app.command("notify-exit")
+def pipeline_notify_exit(
+    workflow: Annotated[str, typer.Option(help="Workflow name.")],
+    status: Annotated[str, typer.Option(help="Workflow status (Succeeded, Failed, Error).")],
+    failures: Annotated[str, typer.Option(help="Argo's {{workflow.failures}} JSON.")] = "",
+    date: Annotated[str, typer.Option(help="Run date.")] = "",
+    link: Annotated[str, typer.Option(help="Link to the workflow in the Argo UI.")] = "",
+) -> None:
+    """Post a failed workflow's summary (failed step, date, link) to the alert webhook (Argo onExit)."""
+    from reco.orchestration import failure_alert
+
+    if status == "Succeeded":
+        console.print(f"{workflow} succeeded: nothing to report")
+        return
+    console.print(f"alert: {failure_alert(get_settings(), workflow, status, failures, date, link)}")
 
 
 @pipeline_app.command("steps")
@@ -391,6 +444,17 @@ def demo(
     console.print(metrics_table(history[-1]))
     for run in history:
         console.print(f"{run['date']}: gate {run['gate']['decision']} — {run['gate']['reason']}")
+
+
+@app.command(
+    "workflows",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def workflows(ctx: typer.Context) -> None:
+    """The daily pipeline on Argo Workflows: render | check | backfill (see `reco workflows --help`)."""
+    # workflows/ imports reco, never the reverse: hand over to its own command line by module name.
+    os.execv(sys.executable, [sys.executable, "-m", "workflows", *ctx.args])
 
 
 @app.command("serve")

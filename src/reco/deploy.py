@@ -29,11 +29,14 @@ class DeployResult:
     status: str = "deployed"
 
 
-def deploy(settings: Settings, day: dt.date, *, alias: str = "champion") -> DeployResult:
+def deploy(settings: Settings, day: dt.date, *, alias: str = "champion", promoted: bool = False) -> DeployResult:
     """Load ``@alias`` as the service would and ask it for a cold-start page as of the end of ``day`` (UTC).
 
     With no version behind ``alias`` yet (every model so far was gated out), there is nothing to
     deploy: the result says so (``status`` "skipped: …") and the service keeps waiting for one.
+    In production (``environment`` gke) a release is a git commit of the model version to the
+    staging overlay (``reco gitops promote``, the GitOps layer): when this run's gate ``promoted``,
+    the status says that the commit is still to be made by that command.
     """
     from reco.model import recommend_for_user
 
@@ -46,12 +49,17 @@ def deploy(settings: Settings, day: dt.date, *, alias: str = "champion") -> Depl
         raise RecoError(f"{settings.model_name}@{alias} (version {version}) returned no items for {serving_time}")
     record = settings.workdir / "deploy" / "current.json"
     result = DeployResult(
-        target="local",
+        target="local" if settings.environment == "local" else settings.environment,
         champion_version=version,
         smoke_items=len(items),
         smoke_reasons=sorted({item.reason for item in items}),
         record=str(record),
     )
+    if settings.environment != "local" and promoted:
+        result.status = (
+            f"smoke-tested; the release commit is pending: `reco gitops promote --env staging --model-version "
+            f"{version}` is not part of this version of reco yet (GitOps layer), so nothing was committed"
+        )
     _write_json(record, {**asdict(result), "alias": alias, "run_date": day.isoformat(),
                          "deployed_at": dt.datetime.now(dt.UTC).isoformat()})
     return result

@@ -33,6 +33,8 @@ class RunContext:
     settings: Settings
     date: dt.date
     summary: dict[str, Any] = field(default_factory=dict)
+    # A drift-triggered retraining (shorter window): it never asks for another one.
+    retraining: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -56,6 +58,8 @@ class Step:
     retries: int = 1
     # Production hint for the Argo workflow: this step wants the GPU node pool.
     gpu: bool = False
+    # Summary values this step exports (``step_outputs``): Argo output parameters of its task.
+    outputs: tuple[str, ...] = ()
 
 
 def _as_dict(report: Any) -> dict[str, Any]:
@@ -107,14 +111,37 @@ def _register(ctx: RunContext) -> dict[str, Any]:
 def _deploy(ctx: RunContext) -> dict[str, Any]:
     from reco.deploy import deploy
 
-    return {"deploy": _as_dict(deploy(ctx.settings, ctx.date))}
+    promoted = ctx.summary.get("gate", {}).get("decision") == "promoted"
+    return {"deploy": _as_dict(deploy(ctx.settings, ctx.date, promoted=promoted))}
 
 
 def _monitor(ctx: RunContext) -> dict[str, Any]:
     from reco.drift import monitor
 
     result = monitor(ctx.settings, ctx.date, run_id=ctx.summary.get("train", {}).get("run_id"))
-    return {"drift": {**result.summary(), "columns": result.columns}}
+    drift = {**result.summary(), "columns": result.columns}
+    part: dict[str, Any] = {"drift": drift}
+    if ctx.settings.environment == "gke" and drift_settled(drift) and drift.get("retrain_recommended"):
+        part["drift"]["actions"] = _production_drift_actions(ctx, drift)
+    return part
+
+
+def drift_settled(drift: dict[str, Any]) -> bool:
+    """Whether a drift verdict may start a retraining: not while the reference's windows fill up."""
+    return not drift.get("warmup", False)
+
+
+def _production_drift_actions(ctx: RunContext, drift: dict[str, Any]) -> dict[str, Any]:
+    """On GKE, a drifted day asks Argo for a retraining run (unless this run is one) and alerts people."""
+    from reco.orchestration import drift_alert, submit_retrain
+
+    actions: dict[str, Any] = {"alert": drift_alert(ctx.settings, ctx.date, drift, drift.get("columns", {}))}
+    if ctx.retraining:
+        actions["retrain"] = "not submitted: this run already is a retraining run"
+    else:
+        submitted = submit_retrain(ctx.settings, ctx.date, ctx.settings.retrain_window_days)
+        actions["retrain"] = {"submitted": submitted.name, "parameters": submitted.parameters}
+    return actions
 
 
 def _run_id(ctx: RunContext) -> str:
@@ -129,10 +156,31 @@ STEPS: list[Step] = [
     Step("features", _features, "silver -> user/article feature tables; feast apply + materialize D"),
     Step("train", _train, "ALS retrieval + feature ranker + popularity on days < D, logged to MLflow", gpu=True),
     Step("evaluate", _evaluate, "served model vs ALS, popularity and champion on D; off-policy CTR"),
-    Step("register", _register, "new registry version, alias challenger; champion only through the gate"),
+    Step(
+        "register",
+        _register,
+        "new registry version, alias challenger; champion only through the gate",
+        outputs=("model_version", "gate_decision"),
+    ),
     Step("deploy", _deploy, "local: load @champion and smoke-test it; production: bump the gitops overlay"),
-    Step("monitor", _monitor, "Evidently drift of D's features vs the training reference; CTR and mix trends"),
+    Step(
+        "monitor",
+        _monitor,
+        "Evidently drift of D's features vs the training reference; CTR and mix trends",
+        outputs=("drift_share", "retrain_recommended"),
+    ),
 ]
+
+
+def step_outputs(summary: dict[str, Any]) -> dict[str, str]:
+    """Every exportable summary value present, as text (Argo output parameters are strings)."""
+    values = {
+        "model_version": summary.get("model_version"),
+        "gate_decision": summary.get("gate", {}).get("decision"),
+        "drift_share": summary.get("drift", {}).get("share"),
+        "retrain_recommended": summary.get("drift", {}).get("retrain_recommended"),
+    }
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items() if v is not None}
 
 # What a drift-triggered retraining re-runs, in order.
 RETRAIN_STEPS: tuple[str, ...] = ("train", "evaluate", "register", "deploy")
@@ -150,6 +198,21 @@ def select_steps(names: Sequence[str] | None) -> list[Step]:
     if unknown:
         raise RecoError(f"unknown step(s) {', '.join(unknown)}; known: {', '.join(step_names())}")
     return [s for s in STEPS if s.name in set(names)]
+
+
+def resolve_run_date(date: str, created: str) -> dt.date:
+    """``date`` (YYYY-MM-DD) when given, else the UTC day before ``created`` (RFC 3339): the scheduled run of
+    03:00 UTC processes yesterday, and every task of one workflow sees the same date."""
+    if date.strip():
+        try:
+            return dt.date.fromisoformat(date.strip())
+        except ValueError as error:
+            raise RecoError(f"parameter date: {date!r} is not a date (YYYY-MM-DD)") from error
+    try:
+        when = dt.datetime.fromisoformat(created.strip().replace("Z", "+00:00"))
+    except ValueError as error:
+        raise RecoError(f"--created: {created!r} is not an RFC 3339 time") from error
+    return (when.astimezone(dt.UTC) if when.tzinfo else when).date() - dt.timedelta(days=1)
 
 
 def latest_event_date(settings: Settings) -> dt.date:
@@ -258,10 +321,12 @@ def run_pipeline(
         run_step(ctx, step, on_event)
     drift = ctx.summary.get("drift", {})
     # While the reference still holds days whose 7/30-day windows were filling up, everything looks drifted.
-    settled = not drift.get("warmup", False)
+    settled = drift_settled(drift)
     if retrain_on_drift and settled and drift.get("retrain_recommended") and "train" in {s.name for s in selected}:
         first = copy.deepcopy({k: ctx.summary.get(k) for k in ("train", "gate", "model_version", "metrics")})
-        retrain = RunContext(settings.model_copy(update={"train_window_days": settings.retrain_window_days}), day)
+        retrain = RunContext(
+            settings.model_copy(update={"train_window_days": settings.retrain_window_days}), day, retraining=True
+        )
         retrain.summary = ctx.summary
         for step in select_steps(RETRAIN_STEPS):
             run_step(retrain, dataclasses.replace(step, name=f"retrain:{step.name}"), on_event)
@@ -270,12 +335,17 @@ def run_pipeline(
     return ctx
 
 
-def run_single_step(settings: Settings, name: str, day: dt.date, *, catch_up: bool = True) -> RunContext:
+def run_single_step(
+    settings: Settings, name: str, day: dt.date, *, catch_up: bool = True, retrain_window_days: int = 0
+) -> RunContext:
     """Run one named step for one date, continuing the summary earlier steps wrote (Argo pods).
 
     Like ``run_pipeline``, it first catches up the days this step reads unless ``catch_up`` is false.
+    ``retrain_window_days`` > 0 marks a drift-triggered retraining run with that training window.
     """
-    ctx = RunContext(settings, day)
+    if retrain_window_days > 0:
+        settings = settings.model_copy(update={"train_window_days": retrain_window_days})
+    ctx = RunContext(settings, day, retraining=retrain_window_days > 0)
     ctx.summary = load_summary(ctx.summary_path) or {"date": day.isoformat(), "steps": {}}
     (step,) = select_steps([name])
     if catch_up:

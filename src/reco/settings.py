@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     gate_max_guard_drop: float = 0.05
     # Monitor: share of drifted feature columns above which a retraining is recommended.
     drift_threshold: float = 0.3
+    # Production (environment "gke"): where the monitor step submits a retraining run (Argo Server API,
+    # token from a Secret) and where drift and failure alerts go (a Slack-compatible webhook, from a Secret).
+    argo_server_url: str = ""
+    argo_token: str = ""
+    argo_namespace: str = "reco"
+    argo_verify_tls: bool = True
+    alert_webhook_url: str = ""
 
     @property
     def lake_dir(self) -> Path:

@@ -67,7 +67,7 @@ def test_runner_gives_up_after_retries_and_records_the_failed_step(settings, mon
         return broken(ctx)
 
     monkeypatch.setattr(pipeline, "STEPS", [Step("broken", counted, "x", retries=2)])
-    with pytest.raises(StepError, match=f"step broken failed for {DAY}: RuntimeError: always") as failure:
+    with pytest.raises(StepError, match=rf"step broken failed for {DAY}: RuntimeError: always") as failure:
         pipeline.run_pipeline(settings, DAY)
     assert failure.value.unexpected and isinstance(failure.value.cause, RuntimeError)
     assert len(attempts) == 3
@@ -84,7 +84,7 @@ def test_a_clear_data_error_is_not_retried(settings, monkeypatch) -> None:
         raise NoDataError("no bronze events for that day")
 
     monkeypatch.setattr(pipeline, "STEPS", [Step("ingest", empty, "x", retries=3)])
-    with pytest.raises(StepError, match="step ingest failed for .*: no bronze events") as failure:
+    with pytest.raises(StepError, match=r"step ingest failed for .*: no bronze events") as failure:
         pipeline.run_pipeline(settings, DAY)
     assert not failure.value.unexpected
     assert attempts == [1]
