@@ -19,7 +19,7 @@ from rich.table import Table
 from typer import _click as click  # typer 0.29 vendors click: its Context and exceptions
 from typer.core import TyperGroup
 
-from reco.errors import RecoError, StepError
+from reco.errors import RecoError, RetryableError, StepError
 from reco.settings import Settings, get_settings
 
 
@@ -154,15 +154,18 @@ def report_failure(error: BaseException) -> int:
     where = f"traceback in {log_path}" if log_path else "traceback could not be written"
     step_error = error if isinstance(error, StepError) else None
     unexpected = step_error.unexpected if step_error else not isinstance(error, RecoError)
+    retryable = step_error.retryable if step_error else unexpected or isinstance(error, RetryableError)
     if _State.debug:
         err_console.print("".join(traceback.format_exception(error)), markup=False, highlight=False)
     if unexpected:
         message = error if step_error else f"{type(error).__name__}: {error}"
         line = f"{message} — an unexpected failure of reco, not of your data: {where}; please report it with that file"
+    elif retryable:
+        line = f"{error} — a temporary failure of a service reco uses; retrying may help ({where})"
     else:
         line = f"{error} ({where})"
     err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
-    return EXIT_RETRYABLE if unexpected else EXIT_CLEAR_ERROR
+    return EXIT_RETRYABLE if retryable else EXIT_CLEAR_ERROR
 
 
 def print_mapping(title: str, mapping: dict[str, Any]) -> None:

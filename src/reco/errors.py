@@ -29,6 +29,10 @@ class NoDataError(RecoError):
     """A step found nothing to work on (e.g. no events for the run date)."""
 
 
+class RetryableError(RecoError):
+    """A failure of something reco depends on (a server down or overloaded) that a later attempt may not meet."""
+
+
 class NoChampionError(RecoError):
     """The registry has no version behind the alias asked for (no model passed the gate yet)."""
 
@@ -50,3 +54,8 @@ class StepError(RecoError):
     @property
     def unexpected(self) -> bool:
         return not isinstance(self.cause, RecoError)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt may succeed: anything but a clear error of the input or the data."""
+        return self.unexpected or isinstance(self.cause, RetryableError)

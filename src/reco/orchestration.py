@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from reco.errors import RecoError
+from reco.errors import RecoError, RetryableError
 from reco.settings import Settings
 
 # The WorkflowTemplate the retraining run is submitted from (workflows/ renders it under this name).
@@ -29,7 +29,11 @@ HTTP_TIMEOUT_S = 15.0
 
 
 class OrchestrationError(RecoError):
-    """Argo or the alert webhook refused or could not be reached; retrying the step may help."""
+    """Argo or the alert webhook refused the request (bad token, unknown template): a retry would not help."""
+
+
+class UnavailableError(OrchestrationError, RetryableError):
+    """Argo or the alert webhook could not be reached or failed on its side (5xx): a retry may help."""
 
 
 @dataclass
@@ -42,7 +46,7 @@ class Submitted:
 
 def submit_retrain(settings: Settings, day: dt.date, window_days: int) -> Submitted:
     """Submit ``reco-pipeline`` for ``day`` with the training window overridden to ``window_days``."""
-    from hera.exceptions import HeraException
+    from hera.exceptions import AlreadyExists, BadRequest, Forbidden, HeraException, NotFound, Unauthorized
     from hera.workflows import WorkflowsService
     from hera.workflows.models import SubmitOpts, WorkflowSubmitRequest
 
@@ -65,12 +69,15 @@ def submit_retrain(settings: Settings, day: dt.date, window_days: int) -> Submit
             labels="reco-articles/trigger=drift",
         ),
     )
+    problem = f"Argo Server at {settings.argo_server_url} did not accept the retraining run of {day}"
     try:
         workflow = service.submit_workflow(request, namespace=settings.argo_namespace)
-    except (HeraException, OSError, ValueError) as error:
-        raise OrchestrationError(
-            f"Argo Server at {settings.argo_server_url} did not accept the retraining run of {day}: {error}"
-        ) from error
+    except (Unauthorized, Forbidden, BadRequest, NotFound, AlreadyExists) as error:  # our request is wrong
+        raise OrchestrationError(f"{problem}: {error}") from error
+    except (HeraException, OSError) as error:  # 5xx, connection refused, timeout (requests' errors are OSErrors)
+        raise UnavailableError(f"{problem}: {error}") from error
+    except (KeyError, ValueError) as error:  # an answer that is not Argo's (hera cannot parse it)
+        raise UnavailableError(f"{problem}: unexpected answer ({type(error).__name__}: {error})") from error
     name = workflow.metadata.name if workflow.metadata and workflow.metadata.name else "?"
     return Submitted(name=name, parameters=parameters)
 
@@ -85,8 +92,12 @@ def post_webhook(settings: Settings, text: str, fields: dict[str, Any]) -> str:
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
             status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
     except (urllib.error.URLError, OSError) as error:
-        raise OrchestrationError(f"alert webhook {url} could not be reached: {error}") from error
+        raise UnavailableError(f"alert webhook {url} could not be reached: {error}") from error
+    if status >= 500:
+        raise UnavailableError(f"alert webhook {url} answered HTTP {status}")
     if not 200 <= status < 300:
         raise OrchestrationError(f"alert webhook {url} answered HTTP {status}")
     return "sent"
