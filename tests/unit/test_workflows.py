@@ -196,3 +196,26 @@ def test_names_come_from_platform_yaml() -> None:
               for v in t.get("volumes", []) if "persistentVolumeClaim" in v}  # fmt: skip
     assert claims == {names.workdir["claim"]}
     assert dataclasses.is_dataclass(STEPS[0])
+
+
+def test_a_pipeline_pod_settings_put_everything_on_the_mounted_workdir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings side of "where the workdir lives in a pod": the env of the rendered train template (secrets
+    and config maps stood in) gives a workdir on the bucket's mount, the Feast registry beside the lake, Redis
+    (TLS, AUTH) as the online store and MLflow's server as tracking URI — no path outside the mount."""
+    from reco.featurestore import repo_config
+    from reco.settings import Settings
+
+    container = templates_by_name(template())["train"]["container"]
+    stand_ins = {"RECO_REDIS_URL": "rediss://:pw@10.0.0.3:6378/0", "RECO_MLFLOW_TRACKING_URI": "http://mlflow.reco:5000"}
+    for item in container["env"]:
+        monkeypatch.setenv(item["name"], item.get("value", stand_ins.get(item["name"], "")))
+    settings = Settings()
+    mount = Path(platform().workdir["mount_path"])
+    assert settings.environment == "gke" and settings.workdir == mount
+    for path in (settings.lake_dir, settings.features_dir, settings.feast_dir, settings.runs_dir):
+        assert path.is_relative_to(mount)
+    assert settings.tracking_uri == "http://mlflow.reco:5000"
+    config = repo_config(settings)
+    assert config.online_store.type == "redis"
+    assert config.online_store.connection_string == "10.0.0.3:6378,db=0,password=pw,ssl=true"
+    assert str(config.registry.path).startswith(str(mount / "feast"))
