@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Training: days of silver before the run date; a drift-triggered retrain uses the shorter window.
     train_window_days: int = 14
     retrain_window_days: int = 4
+    # Where ALS is fitted. "gpu" uses implicit's CUDA ALS when it is usable and falls back to the CPU,
+    # with the reason logged and recorded, when it is not (the reason is in the run's MLflow tags).
+    train_device: Literal["cpu", "gpu"] = "cpu"
     # Quality gate: champion moves only on this relative NDCG@10 gain, and no guard metric drops more.
     gate_min_gain: float = 0.01
     gate_max_guard_drop: float = 0.05

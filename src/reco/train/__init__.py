@@ -6,8 +6,9 @@
 1. **data** (``data``): the window's silver events and article metadata; confidence = ``click``
    per click + (``read`` + dwell bonus) per read (``ConfidenceWeights``, in ``config``).
 2. **ALS** (``als``): the (n_users, n_items) CSR of summed confidences, fitted in two phases so that
-   the ranker's ALS scores on the last training day L are out-of-sample; the popularity baseline
-   (recency-weighted, half-life ``popularity_half_life_hours``).
+   the ranker's ALS scores on the last training day L are out-of-sample, on the GPU when
+   ``settings.train_device`` is "gpu" and CUDA is usable (else the CPU, with the reason recorded);
+   the popularity baseline (recency-weighted, half-life ``popularity_half_life_hours``).
 3. **ranker** (``ranker``): logistic regression on L's impressions (or clicks + sampled negatives),
    features joined point-in-time through Feast. With a single training day there is no
    out-of-sample day and the ranker is skipped (logged).
@@ -18,7 +19,15 @@
 ``config`` holds ``TrainConfig`` (every field logged as an MLflow param) and ``TrainResult``.
 """
 
-from reco.train.als import InteractionMatrix, build_matrix, fit_als, recency_popularity
+from reco.train.als import (
+    AlsFit,
+    DeviceChoice,
+    InteractionMatrix,
+    build_matrix,
+    fit_als,
+    recency_popularity,
+    select_als_device,
+)
 from reco.train.config import EXPERIMENT, JOINED_FEATURES, ConfidenceWeights, TrainConfig, TrainResult
 from reco.train.data import catalogue_frame, confidence, file_fingerprint, read_articles, read_events, training_days
 from reco.train.ranker import fit_ranker, ranker_matrix, ranker_rows
@@ -36,7 +45,9 @@ __all__ = [
     "EXPERIMENT",
     "JOINED_FEATURES",
     "PREDICT_SIGNATURE",
+    "AlsFit",
     "ConfidenceWeights",
+    "DeviceChoice",
     "InteractionMatrix",
     "TrainConfig",
     "TrainResult",
@@ -56,6 +67,7 @@ __all__ = [
     "read_articles",
     "read_events",
     "recency_popularity",
+    "select_als_device",
     "train",
     "training_days",
 ]

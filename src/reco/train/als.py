@@ -7,12 +7,21 @@ then out-of-sample, as it is at serving time — an ALS fitted on L's clicks wou
 and the ranker would learn to trust it far too much); phase 2 continues from those factors for a
 few iterations on the whole window, and that is the ALS that is served. Total iterations equal a
 plain fit's.
+
+Device: ALS runs on the CPU unless ``gpu`` is requested (``RECO_TRAIN_DEVICE``) and implicit's CUDA
+ALS is usable (``select_als_device``); otherwise it falls back to the CPU and says why. implicit's GPU
+model keeps existing factors when ``fit`` is called again, as the CPU one does, so the two phases are
+the same on both devices; its factors are copied back to numpy (float32) for everything downstream.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,6 +31,10 @@ from implicit.cpu.als import AlternatingLeastSquares
 from reco.model import TwoStageModel
 from reco.train.config import ConfidenceWeights, TrainConfig
 from reco.train.data import confidence
+
+log = logging.getLogger(__name__)
+
+Device = Literal["cpu", "gpu"]
 
 
 @dataclass
@@ -55,6 +68,67 @@ def build_matrix(
     return InteractionMatrix(full, np.asarray(user_ids, dtype=object), np.asarray(item_ids, dtype=object)), partial
 
 
+@dataclass(frozen=True)
+class DeviceChoice:
+    """The device ALS is fitted on and why (``reason`` is logged and recorded with the run)."""
+
+    device: Device
+    reason: str
+    # implicit.gpu.als.AlternatingLeastSquares (or a stand-in in tests) when ``device`` is "gpu".
+    gpu_als: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class AlsFit:
+    """A fitted ALS: (n_users, factors) and (n_items, factors) float32 numpy factors, the phase-1
+    factors (or None), fit seconds, and the device it ran on with the reason."""
+
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    phase1: tuple[np.ndarray, np.ndarray] | None
+    seconds: float
+    device: Device = "cpu"
+    device_reason: str = "cpu requested"
+
+
+def _cuda_extension_built() -> bool:
+    return importlib.util.find_spec("implicit.gpu._cuda") is not None
+
+
+def _gpu_als() -> tuple[Callable[..., Any] | None, str]:
+    """implicit's GPU ALS class when CUDA is usable here, else None and why not."""
+    try:
+        import implicit.gpu
+    except ImportError as error:
+        return None, f"implicit.gpu cannot be imported ({error})"
+    if not implicit.gpu.HAS_CUDA:
+        if not _cuda_extension_built():
+            return None, "implicit was built without CUDA"
+        if not implicit.gpu.HAS_RMM:
+            return None, "implicit's CUDA extension needs the RAPIDS memory manager (rmm), which is not installed"
+        return None, "implicit's CUDA extension is built but found no usable CUDA device or driver"
+    from implicit.gpu.als import AlternatingLeastSquares as GpuAlternatingLeastSquares
+
+    try:
+        GpuAlternatingLeastSquares(factors=2, iterations=1)
+    except Exception as error:  # any failure to build the model means: not usable here
+        return None, f"constructing implicit's GPU ALS failed ({type(error).__name__}: {error})"
+    return GpuAlternatingLeastSquares, "CUDA is usable"
+
+
+def select_als_device(requested: Device) -> DeviceChoice:
+    """The device to fit ALS on: the GPU only when requested and usable, else the CPU with the reason."""
+    if requested != "gpu":
+        return DeviceChoice("cpu", "cpu requested")
+    gpu_als, why = _gpu_als()
+    if gpu_als is None:
+        choice = DeviceChoice("cpu", f"gpu requested but {why}; fitting on the cpu")
+        log.warning("ALS: %s", choice.reason)
+        return choice
+    log.info("ALS: gpu requested and %s", why)
+    return DeviceChoice("gpu", f"gpu requested and {why}", gpu_als)
+
+
 def _als(config: TrainConfig, iterations: int) -> AlternatingLeastSquares:
     return AlternatingLeastSquares(
         factors=config.factors,
@@ -66,25 +140,76 @@ def _als(config: TrainConfig, iterations: int) -> AlternatingLeastSquares:
     )
 
 
+def _two_phases(partial: sp.csr_matrix | None, config: TrainConfig) -> bool:
+    return partial is not None and partial.nnz > 0 and config.warm_iterations < config.iterations
+
+
 def fit_als(
-    full: sp.csr_matrix, partial: sp.csr_matrix | None, config: TrainConfig
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None, float]:
-    """(user_factors, item_factors) of the full window, phase-1 factors (or None) and fit seconds.
+    full: sp.csr_matrix, partial: sp.csr_matrix | None, config: TrainConfig, device: DeviceChoice | None = None
+) -> AlsFit:
+    """ALS factors of the full window, phase-1 factors (or None), fit seconds and the device used.
 
     With ``partial``: ``iterations - warm_iterations`` on it, snapshot, then ``warm_iterations``
     more on ``full`` starting from there (implicit keeps existing factors). Without: a plain fit.
+    ``device`` defaults to the CPU.
     """
+    device = device or DeviceChoice("cpu", "cpu requested")
     started = time.perf_counter()
-    if partial is None or partial.nnz == 0 or config.warm_iterations >= config.iterations:
+    if device.device == "gpu" and device.gpu_als is not None:
+        user_factors, item_factors, phase1 = _fit_gpu(device.gpu_als, full, partial, config)
+    elif not _two_phases(partial, config):
         model = _als(config, config.iterations)
         model.fit(full, show_progress=False)
-        return model.user_factors, model.item_factors, None, time.perf_counter() - started
-    model = _als(config, config.iterations - config.warm_iterations)
-    model.fit(partial, show_progress=False)
-    phase1 = (model.user_factors.copy(), model.item_factors.copy())
-    model.iterations = config.warm_iterations
-    model.fit(full, show_progress=False)
-    return model.user_factors, model.item_factors, phase1, time.perf_counter() - started
+        user_factors, item_factors, phase1 = model.user_factors, model.item_factors, None
+    else:
+        assert partial is not None
+        model = _als(config, config.iterations - config.warm_iterations)
+        model.fit(partial, show_progress=False)
+        phase1 = (model.user_factors.copy(), model.item_factors.copy())
+        model.iterations = config.warm_iterations
+        model.fit(full, show_progress=False)
+        user_factors, item_factors = model.user_factors, model.item_factors
+    return AlsFit(user_factors, item_factors, phase1, time.perf_counter() - started, device.device, device.reason)
+
+
+def _fit_gpu(
+    gpu_als: Callable[..., Any], full: sp.csr_matrix, partial: sp.csr_matrix | None, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The same two phases on implicit's GPU ALS; factors come back as float32 numpy arrays.
+
+    implicit 0.7.3's GPU ``fit`` ignores ``alpha`` (its CPU ``fit`` multiplies the matrix by it), so
+    the matrices are scaled here and the model is given alpha=1: the objective is the CPU's, and
+    stays so if a later implicit applies alpha on the GPU too. Its ``fit`` initialises only factors
+    that are still None, so calling it again continues from phase 1, as on the CPU. Its random
+    initialisation is not the CPU's: the two devices agree in quality, not digit for digit.
+    """
+
+    def model(iterations: int) -> Any:
+        return gpu_als(
+            factors=config.factors,
+            regularization=config.regularization,
+            alpha=1.0,
+            iterations=iterations,
+            random_state=config.seed,
+        )
+
+    def scaled(matrix: sp.csr_matrix) -> sp.csr_matrix:
+        return (matrix * np.float32(config.alpha)).astype(np.float32) if config.alpha != 1.0 else matrix
+
+    def host(factors: Any) -> np.ndarray:
+        return np.ascontiguousarray(factors.to_numpy(), dtype=np.float32)
+
+    if not _two_phases(partial, config):
+        gpu = model(config.iterations)
+        gpu.fit(scaled(full), show_progress=False)
+        return host(gpu.user_factors), host(gpu.item_factors), None
+    assert partial is not None
+    gpu = model(config.iterations - config.warm_iterations)
+    gpu.fit(scaled(partial), show_progress=False)
+    phase1 = (host(gpu.user_factors), host(gpu.item_factors))  # copies: device -> host
+    gpu.iterations = config.warm_iterations
+    gpu.fit(scaled(full), show_progress=False)
+    return host(gpu.user_factors), host(gpu.item_factors), phase1
 
 
 def recency_popularity(

@@ -71,3 +71,6 @@ class TrainResult:
     fingerprint: str
     ranker_rows: int = 0
     log_seconds: float = 0.0
+    # Where ALS was fitted ("cpu" | "gpu") and why: a gpu request falls back to the cpu when CUDA is unusable.
+    train_device: str = "cpu"
+    train_device_reason: str = "cpu requested"

@@ -14,7 +14,7 @@ import pandas as pd
 from reco.errors import InputFileError, NoDataError
 from reco.model import ArticleFeatures, LinearRanker, TwoStageModel
 from reco.settings import Settings
-from reco.train.als import _sub_model, build_matrix, fit_als, recency_popularity
+from reco.train.als import _sub_model, build_matrix, fit_als, recency_popularity, select_als_device
 from reco.train.config import JOINED_FEATURES, TrainConfig, TrainResult
 from reco.train.data import catalogue_frame, confidence, file_fingerprint, read_articles, read_events, training_days
 from reco.train.ranker import fit_ranker, ranker_matrix, ranker_rows
@@ -49,7 +49,9 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
 
     before = pd.Timestamp(ranker_day, tz="UTC") if ranker_day else None
     matrix, partial = build_matrix(events, config.weights, before=before)
-    user_factors, item_factors, phase1, als_seconds = fit_als(matrix.matrix, partial, config)
+    als = fit_als(matrix.matrix, partial, config, select_als_device(settings.train_device))
+    user_factors, item_factors, phase1, als_seconds = als.user_factors, als.item_factors, als.phase1, als.seconds
+    log.info("ALS fitted on %s in %.2f s (%s)", als.device, als_seconds, als.device_reason)
 
     end = pd.Timestamp(day, tz="UTC")
     popularity = recency_popularity(events, conf, matrix.item_ids, end, config.popularity_half_life_hours)
@@ -124,6 +126,8 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
                 "git_commit": git_commit(),
                 "data_fingerprint": fingerprint,
                 "ranker_status": ranker_status,
+                "train_device": als.device,
+                "train_device_reason": als.device_reason,
                 **{f"pkg.{k}": v for k, v in package_versions().items()},
             }
         )
@@ -135,6 +139,7 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
             "train_from": days[0].isoformat(),
             "train_to": days[-1].isoformat(),
             "test_day": day.isoformat(),
+            "train_device": als.device,
         }
         mlflow.log_params(params)
         _log_inputs(digests, settings.lake_dir)
@@ -170,4 +175,6 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
         fingerprint=fingerprint,
         ranker_rows=n_rows,
         log_seconds=round(log_seconds, 3),
+        train_device=als.device,
+        train_device_reason=als.device_reason,
     )
