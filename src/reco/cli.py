@@ -58,6 +58,8 @@ app.add_typer(data_app, name="data")
 model_app = typer.Typer(help="The model registry: versions, manual promotion, rollback.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(model_app, name="model")
+gitops_app = typer.Typer(help="Releases as commits to the GitOps overlays (production).", no_args_is_help=True)
+app.add_typer(gitops_app, name="gitops")
 
 console = Console()
 # Tables of metrics are wide; piped output (CI logs, `| tee`) would otherwise squeeze them to 80 columns.
@@ -391,6 +393,66 @@ def model_rollback(workdir: WorkdirOpt = None) -> None:
 
     current, previous = rollback(settings_for(workdir))
     console.print(f"champion rolled back: {current} -> {previous}")
+
+
+RepoOpt = Annotated[Path, typer.Option("--repo", help="Git checkout holding gitops/overlays/.")]
+EnvOpt = Annotated[str, typer.Option("--env", help="Environment: an overlay with a release.yaml (staging, prod).")]
+
+
+def _print_commit(commit: Any) -> None:
+    where = f"on branch {commit.branch} (open a pull request)" if commit.branch.startswith("release/") else f"on {commit.branch}"
+    console.print(f"committed {commit.sha[:10]} {where}: model version {commit.before.model_version} -> "
+                  f"{commit.after.model_version}, image {commit.before.image_tag} -> {commit.after.image_tag}")
+
+
+@gitops_app.command("promote")
+def gitops_promote(
+    env: EnvOpt,
+    model_version: Annotated[str, typer.Option("--model-version", help="Registry version to release.")],
+    image: Annotated[str | None, typer.Option("--image", help="Image tag to release (default: unchanged).")] = None,
+    reason: Annotated[str, typer.Option(help="Why (default: the gate's reason recorded on the version).")] = "",
+    run_date: Annotated[str, typer.Option(help="Run date (default: recorded on the version).")] = "",
+    repo: RepoOpt = Path("."),
+    workdir: WorkdirOpt = None,
+) -> None:
+    """One commit to ENV's release file; for prod on a new branch, ready for a pull request."""
+    from reco.gitops import promote
+    from reco.registry import version_gate
+
+    if not reason or not run_date:
+        recorded_reason, recorded_day = version_gate(settings_for(workdir), model_version)
+        reason, run_date = reason or recorded_reason, run_date or recorded_day
+    _print_commit(promote(repo.resolve(), env, model_version, image_tag=image, reason=reason, run_date=run_date))
+
+
+@gitops_app.command("revert")
+def gitops_revert(
+    env: EnvOpt,
+    why: Annotated[str, typer.Option(help="Why (recorded in the commit message).")] = "",
+    repo: RepoOpt = Path("."),
+) -> None:
+    """One commit returning ENV's release file to the release before its latest change."""
+    from reco.gitops import revert
+
+    _print_commit(revert(repo.resolve(), env, why=why))
+
+
+@gitops_app.command("abort")
+def gitops_abort(
+    env: EnvOpt,
+    model_version: Annotated[str, typer.Option("--model-version", help="The version whose canary was aborted.")],
+    repo: RepoOpt = Path("."),
+    workdir: WorkdirOpt = None,
+) -> None:
+    """After an aborted canary: revert the release in git and tell the registry (canary=aborted, champion back)."""
+    from reco.gitops import abort
+
+    done = abort(settings_for(workdir), repo.resolve(), env, model_version)
+    if done.revert:
+        _print_commit(done.revert)
+    else:
+        console.print(f"git: {env} no longer releases version {model_version}; no revert needed")
+    console.print(f"registry: {done.tagged}; {done.champion}")
 
 
 @app.command("recommend")

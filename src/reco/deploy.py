@@ -35,8 +35,8 @@ def deploy(settings: Settings, day: dt.date, *, alias: str = "champion", promote
     With no version behind ``alias`` yet (every model so far was gated out), there is nothing to
     deploy: the result says so (``status`` "skipped: …") and the service keeps waiting for one.
     In production (``environment`` gke) a release is a git commit of the model version to the
-    staging overlay (``reco gitops promote``, the GitOps layer): when this run's gate ``promoted``,
-    the status says that the commit is still to be made by that command.
+    staging overlay: when this run's gate ``promoted``, the step commits it in ``settings.gitops_repo``
+    (``reco.gitops.promote``) and pushes it; Argo CD syncs, Argo Rollouts runs the canary.
     """
     from reco.model import recommend_for_user
 
@@ -56,13 +56,29 @@ def deploy(settings: Settings, day: dt.date, *, alias: str = "champion", promote
         record=str(record),
     )
     if settings.environment != "local" and promoted:
-        result.status = (
-            f"smoke-tested; the release commit is pending: `reco gitops promote --env staging --model-version "
-            f"{version}` is not part of this version of reco yet (GitOps layer), so nothing was committed"
-        )
+        result.status = _release(settings, day, version)
     _write_json(record, {**asdict(result), "alias": alias, "run_date": day.isoformat(),
                          "deployed_at": dt.datetime.now(dt.UTC).isoformat()})
     return result
+
+
+def _release(settings: Settings, day: dt.date, version: str) -> str:
+    """Commit ``version`` to the GitOps overlay and push it; the status line for the summary."""
+    from reco.gitops import GitOpsError, promote, push
+    from reco.registry import version_gate
+
+    if not settings.gitops_repo:
+        return f"smoke-tested; release commit not made: RECO_GITOPS_REPO is empty (run `reco gitops promote --env {settings.gitops_env} --model-version {version}`)"
+    reason, _ = version_gate(settings, version)
+    repo = Path(settings.gitops_repo)
+    try:
+        commit = promote(repo, settings.gitops_env, version, reason=reason, run_date=day.isoformat())
+    except GitOpsError as error:
+        if "already releases" in str(error):
+            return f"smoke-tested; {settings.gitops_env} already releases version {version}"
+        raise
+    push(repo, commit.branch)
+    return f"released: commit {commit.sha[:10]} on {commit.branch} pushed ({settings.gitops_env} -> model version {version})"
 
 
 def _write_json(path: Path, payload: dict[str, object]) -> None:

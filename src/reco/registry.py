@@ -232,3 +232,32 @@ def rollback(settings: Settings) -> tuple[str, str]:
     client.set_model_version_tag(settings.model_name, current, "rolled_back", dt.datetime.now(dt.UTC).isoformat())
     log.info("champion rolled back %s -> %s", current, previous)
     return current, previous
+
+
+def version_gate(settings: Settings, version: str) -> tuple[str, str]:
+    """(gate reason, run date) recorded on ``version``; empty strings where the registry has none."""
+    try:
+        tags = _client(settings).get_model_version(settings.model_name, version).tags or {}
+    except MlflowException:
+        return "", ""
+    return tags.get("gate.reason", ""), tags.get("gate.day", tags.get("reco.day", ""))
+
+
+def mark_canary_aborted(settings: Settings, version: str, env: str) -> tuple[str, str]:
+    """Tag ``version`` ``canary=aborted`` (and where), and move ``champion`` off it if it points there.
+
+    Returns (what was tagged, what happened to the champion).
+    """
+    client = _client(settings)
+    try:
+        client.get_model_version(settings.model_name, version)
+    except MlflowException as error:
+        raise RecoError(f"{settings.model_name} has no version {version}") from error
+    client.set_model_version_tag(settings.model_name, version, "canary", "aborted")
+    client.set_model_version_tag(settings.model_name, version, "canary.aborted_in", env)
+    client.set_model_version_tag(settings.model_name, version, "canary.aborted_at", dt.datetime.now(dt.UTC).isoformat())
+    champion = _alias_version(client, settings.model_name, CHAMPION)
+    if champion != version:
+        return f"version {version} canary=aborted", f"champion stays {champion or 'none'}"
+    current, previous = rollback(settings)
+    return f"version {version} canary=aborted", f"champion rolled back {current} -> {previous}"

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     argo_namespace: str = "reco"
     argo_verify_tls: bool = True
     alert_webhook_url: str = ""
+    # Production deploy: a git checkout of this repository (with push access to its remote) where the deploy
+    # step commits the promoted model version to the staging overlay (`reco gitops promote`), and pushes.
+    gitops_repo: str = ""
+    gitops_env: str = "staging"
 
     @property
     def lake_dir(self) -> Path:
