@@ -115,7 +115,7 @@ def test_gpu_requested_without_cuda_falls_back_to_cpu_with_the_reason(
     [
         (False, False, "gpu requested but implicit was built without CUDA"),
         (True, False, "needs the RAPIDS memory manager (rmm), which is not installed"),
-        (True, True, "found no usable CUDA device or driver"),
+        (True, True, "implicit's CUDA extension is built but does not start ("),
     ],
 )
 def test_the_fallback_reason_says_what_is_missing(

@@ -16,6 +16,7 @@ the same on both devices; its factors are copied back to numpy (float32) for eve
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import time
@@ -95,6 +96,16 @@ def _cuda_extension_built() -> bool:
     return importlib.util.find_spec("implicit.gpu._cuda") is not None
 
 
+def _cuda_error() -> str:
+    """Why implicit's CUDA extension does not start: a missing CUDA library, no driver, no device.
+    implicit says it only once, as a warning when it is first imported."""
+    try:
+        importlib.import_module("implicit.gpu._cuda").get_device_count()
+    except Exception as error:  # what the extension raises is the answer
+        return f"{type(error).__name__}: {error}"
+    return "implicit.gpu.HAS_CUDA is false"
+
+
 def _gpu_als() -> tuple[Callable[..., Any] | None, str]:
     """implicit's GPU ALS class when CUDA is usable here, else None and why not."""
     try:
@@ -106,7 +117,7 @@ def _gpu_als() -> tuple[Callable[..., Any] | None, str]:
             return None, "implicit was built without CUDA"
         if not implicit.gpu.HAS_RMM:
             return None, "implicit's CUDA extension needs the RAPIDS memory manager (rmm), which is not installed"
-        return None, "implicit's CUDA extension is built but found no usable CUDA device or driver"
+        return None, f"implicit's CUDA extension is built but does not start ({_cuda_error()})"
     from implicit.gpu.als import AlternatingLeastSquares as GpuAlternatingLeastSquares
 
     try:
