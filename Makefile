@@ -93,5 +93,15 @@ CHECKOV_VERSION := 3.2.533
 checkov: $(UV)
 	$(UV) tool run --from checkov==$(CHECKOV_VERSION) checkov -d gitops/workflows --framework argo_workflows --quiet --compact --skip-download
 
+# The gpu pipeline image's pins beyond uv.lock (requirements/pipeline-gpu.in), hashed, agreeing with the lock;
+# numpy is the lock's and is left out.
+.PHONY: pipeline-gpu-requirements
+pipeline-gpu-requirements: $(UV)
+	@lock=$$(mktemp); trap 'rm -f "$$lock"' EXIT; \
+	$(UV) export --frozen --extra train --extra workflows --no-dev --no-emit-project --no-hashes -q -o "$$lock" && \
+	$(UV) pip compile requirements/pipeline-gpu.in -c "$$lock" --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-emit-package numpy \
+	  --custom-compile-command "make pipeline-gpu-requirements" -q -o requirements/pipeline-gpu.txt
+
 clean:
 	rm -rf .reco .pytest_cache .mypy_cache .ruff_cache
