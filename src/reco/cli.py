@@ -60,6 +60,8 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(model_app, name="model")
 gitops_app = typer.Typer(help="Releases as commits to the GitOps overlays (production).", no_args_is_help=True)
 app.add_typer(gitops_app, name="gitops")
+analysis_app = typer.Typer(help="The canary's statistical CTR verdict (Argo Rollouts analysis).", no_args_is_help=True)
+app.add_typer(analysis_app, name="analysis")
 
 console = Console()
 # Tables of metrics are wide; piped output (CI logs, `| tee`) would otherwise squeeze them to 80 columns.
@@ -68,7 +70,9 @@ err_console = Console(stderr=True)
 
 WorkdirOpt = Annotated[
     Path | None,
-    typer.Option("--workdir", "-w", help="Workdir holding the lake, features, MLflow store and runs [env RECO_WORKDIR]."),
+    typer.Option(
+        "--workdir", "-w", help="Workdir holding the lake, features, MLflow store and runs [env RECO_WORKDIR]."
+    ),
 ]
 CatchUpOpt = Annotated[
     bool,
@@ -131,9 +135,8 @@ def write_failure_log(error: BaseException) -> Path | None:
     In the system's temp folder instead when the workdir does not exist (a failed first import leaves
     no workdir behind) or cannot be written.
     """
-    text = (
-        f"reco {' '.join(sys.argv[1:])}\n{dt.datetime.now(dt.UTC).isoformat()}\n\n"
-        + "".join(traceback.format_exception(error))
+    text = f"reco {' '.join(sys.argv[1:])}\n{dt.datetime.now(dt.UTC).isoformat()}\n\n" + "".join(
+        traceback.format_exception(error)
     )
     name = f"reco-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}.log"
     workdir = _State.workdir or get_settings().workdir
@@ -220,7 +223,9 @@ def data_import_mind(
 
 @data_app.command("import-events")
 def data_import_events(
-    events_file: Annotated[Path, typer.Argument(help="CSV or Parquet click log: user_id, article_id, ts [, event_type, dwell_ms].")],
+    events_file: Annotated[
+        Path, typer.Argument(help="CSV or Parquet click log: user_id, article_id, ts [, event_type, dwell_ms].")
+    ],
     articles: Annotated[Path | None, typer.Option("--articles", help="CSV or Parquet of article metadata.")] = None,
     workdir: WorkdirOpt = None,
 ) -> None:
@@ -400,9 +405,15 @@ EnvOpt = Annotated[str, typer.Option("--env", help="Environment: an overlay with
 
 
 def _print_commit(commit: Any) -> None:
-    where = f"on branch {commit.branch} (open a pull request)" if commit.branch.startswith("release/") else f"on {commit.branch}"
-    console.print(f"committed {commit.sha[:10]} {where}: model version {commit.before.model_version} -> "
-                  f"{commit.after.model_version}, image {commit.before.image_tag} -> {commit.after.image_tag}")
+    where = (
+        f"on branch {commit.branch} (open a pull request)"
+        if commit.branch.startswith("release/")
+        else f"on {commit.branch}"
+    )
+    console.print(
+        f"committed {commit.sha[:10]} {where}: model version {commit.before.model_version} -> "
+        f"{commit.after.model_version}, image {commit.before.image_tag} -> {commit.after.image_tag}"
+    )
 
 
 @gitops_app.command("promote")
@@ -453,6 +464,49 @@ def gitops_abort(
     else:
         console.print(f"git: {env} no longer releases version {model_version}; no revert needed")
     console.print(f"registry: {done.tagged}; {done.champion}")
+
+
+MarginOpt = Annotated[float, typer.Option(help="Allowed relative CTR loss before a canary counts as worse.")]
+ThresholdOpt = Annotated[float, typer.Option(help="Posterior probability needed for a verdict.")]
+MinImpressionsOpt = Annotated[int, typer.Option(help="Below this many impressions per variant: Inconclusive.")]
+PrometheusOpt = Annotated[str | None, typer.Option("--prometheus", help="Prometheus URL [env RECO_PROMETHEUS_URL].")]
+
+
+@analysis_app.command("canary")
+def analysis_canary(
+    canary_version: Annotated[str, typer.Option("--canary-version", help="Model version the canary serves.")],
+    window: Annotated[str, typer.Option(help="Prometheus range to count over, e.g. 10m.")] = "10m",
+    margin: MarginOpt = 0.05,
+    threshold: ThresholdOpt = 0.95,
+    min_impressions: MinImpressionsOpt = 2000,
+    prometheus: PrometheusOpt = None,
+) -> None:
+    """Read canary and stable clicks/impressions from Prometheus and print the verdict (JSON)."""
+    import json
+
+    from reco.analysis import Policy, judge_canary
+
+    url = prometheus or get_settings().prometheus_url
+    verdict = judge_canary(url, canary_version, window, Policy(margin, threshold, min_impressions))
+    console.print_json(json.dumps(verdict.to_json()))
+
+
+@analysis_app.command("serve")
+def analysis_serve(
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+    prometheus: PrometheusOpt = None,
+) -> None:
+    """The judge Argo Rollouts' Web metric asks: GET /v1/canary?canary_version=V -> the verdict as JSON."""
+    from reco.analysis import make_server
+
+    url = prometheus or get_settings().prometheus_url
+    server = make_server(url, host, port)
+    console.print(f"canary judge on {host}:{server.server_address[1]}, reading {url}")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 @app.command("recommend")
@@ -533,8 +587,19 @@ def serve(
     # The service imports reco, never the reverse: start it by module name, replacing this process
     # so signals (Ctrl-C, SIGTERM from Kubernetes) reach the server and its graceful drain directly.
     settings = settings_for(workdir)
-    args = [sys.executable, "-m", "services.recommend", "--workdir", str(settings.workdir),
-            "--port", str(port), "--workers", str(workers), "--host", host]
+    args = [
+        sys.executable,
+        "-m",
+        "services.recommend",
+        "--workdir",
+        str(settings.workdir),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--host",
+        host,
+    ]
     os.execv(sys.executable, args)
 
 

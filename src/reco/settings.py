@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # step commits the promoted model version to the staging overlay (`reco gitops promote`), and pushes.
     gitops_repo: str = ""
     gitops_env: str = "staging"
+    # The Prometheus the canary judge (`reco analysis`) reads clicks and impressions from.
+    prometheus_url: str = "http://localhost:9090"
 
     @property
     def lake_dir(self) -> Path:
