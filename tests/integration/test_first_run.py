@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ def reco(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     result = subprocess.run([RECO, *args], capture_output=True, text=True, timeout=600, env=env)
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    logged = re.search(r"traceback in (\S+\.log)", result.stderr)
+    if result.returncode != 0 and logged and Path(logged.group(1)).is_file():
+        # An unexpected failure: show its logged traceback in the test report too.
+        result.stderr += "\n" + Path(logged.group(1)).read_text()
     return result
 
 

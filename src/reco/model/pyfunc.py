@@ -79,6 +79,7 @@ def load_model(settings: Settings, alias: str = "champion") -> TwoStageModel:
     from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     try:
         version = client.get_model_version_by_alias(settings.model_name, alias)
@@ -87,7 +88,8 @@ def load_model(settings: Settings, alias: str = "champion") -> TwoStageModel:
             f"no model {settings.model_name}@{alias} in {settings.tracking_uri}: no version holds that alias yet "
             f"(run the pipeline until a model passes the gate, or `reco model promote VERSION`)"
         ) from error
-    loaded = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
+    # The version's own artifact location, not a second registry lookup by name.
+    loaded = mlflow.pyfunc.load_model(client.get_model_version_download_uri(settings.model_name, version.version))
     wrapper = loaded.unwrap_python_model()
     model = wrapper.model if isinstance(wrapper, TwoStagePyfunc) else None
     if model is None:
