@@ -64,11 +64,17 @@ class Components:
         await self.users.close()
 
 
-def registry_loader(settings: Settings, alias: str) -> tuple[Callable[[], str], Callable[[str], Any]]:
-    """(resolve, load) for ``models:/<model_name>@<alias>`` in ``settings.tracking_uri``."""
+def registry_loader(
+    settings: Settings, alias: str, pinned: str = ""
+) -> tuple[Callable[[], str], Callable[[str], Any]]:
+    """(resolve, load) for ``models:/<model_name>@<alias>`` in ``settings.tracking_uri``, or for exactly
+    version ``pinned`` when it is set (resolve then never asks the registry)."""
     from mlflow import MlflowClient
 
-    from reco.model import load_model
+    from reco.model import load_model, load_model_version
+
+    if pinned:
+        return (lambda: pinned), (lambda version: load_model_version(settings, version))
 
     clients: list[MlflowClient] = []
 
@@ -92,7 +98,7 @@ def build_components(settings: Settings, service: ServiceSettings) -> Components
 
     metrics = Metrics(service.variant, service.prometheus_multiproc_dir)
     store = get_store(settings, None if service.online_store == "auto" else service.online_store)
-    resolve, load = registry_loader(settings, service.model_alias)
+    resolve, load = registry_loader(settings, service.model_alias, service.model_version)
 
     def load_and_warm(version: str) -> Any:
         model = load(version)

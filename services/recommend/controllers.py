@@ -124,14 +124,14 @@ def count_feedback(parts: NamedDependency[Components], batch: EventBatch) -> Non
     the event's own, else those its ``request_id`` carries (``services.recommend.attribution``),
     else ``none`` and this pod's variant.
 
-    Label values are bounded: a version this process never loaded counts as ``other``.
+    The click is counted under the version that served the list even when another pod served it (a
+    canary's list clicked through a stable pod); label values are bounded (``ModelHolder.version_label``).
     """
     metrics = parts.metrics
-    seen = parts.holder.versions_seen
     counts: dict[tuple[str, str, str], int] = {}
     for event in batch.events:
         model_version, variant = attribute(event.request_id, event.model_version, event.variant)
-        version = model_version if model_version in seen else ("none" if model_version is None else "other")
+        version = parts.holder.version_label(model_version)
         key = (event.event_type, version, variant or metrics.variant)
         counts[key] = counts.get(key, 0) + 1
     counters = {"impression": metrics.impressions, "click": metrics.clicks, "read": metrics.reads}

@@ -52,6 +52,10 @@ class Metrics:
             "reco_model_info", "1 for the model version this process serves.", ["model_version", "variant"],
             registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
+        self.model_trained = Gauge(
+            "reco_model_trained_timestamp_seconds", "End of the served model's training data, unix seconds.",
+            ["model_version", "variant"], registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
         self.model_load_failures = Counter(
             "reco_model_load_failures", "Failed attempts to load a model version.", ["variant"], registry=r
         )

@@ -9,7 +9,9 @@ next poll; the previous model keeps serving meanwhile.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +47,8 @@ class ModelHolder(Poller):
         self.metrics = metrics
         self.poll_interval_s = poll_interval_s
         self.current: LoadedModel | None = None
-        self.versions_seen: set[str] = set()  # bounded label values for event counters
+        self.versions_seen: set[str] = set()  # versions this process loaded
+        self._event_versions: set[str] = set()  # other versions named by feedback events (bounded)
         self._failed: dict[str, int] = {}
         super().__init__()
         self._failures = metrics.model_load_failures.labels(metrics.variant)
@@ -92,4 +95,41 @@ class ModelHolder(Poller):
         if previous is not None and previous.version != loaded.version:
             info.labels(previous.version, self.metrics.variant).set(0)
         info.labels(loaded.version, self.metrics.variant).set(1)
+        trained = _trained_timestamp(loaded.model)
+        if previous is not None and previous.version != loaded.version:
+            # 0 = no longer served (as for reco_model_info): an alert on age reads the served one's.
+            self.metrics.model_trained.labels(previous.version, self.metrics.variant).set(0)
+        if trained is not None:
+            self.metrics.model_trained.labels(loaded.version, self.metrics.variant).set(trained)
         log.info("serving model version %s (was %s)", loaded.version, previous.version if previous else "none")
+
+    def version_label(self, version: str | None) -> str:
+        """The ``model_version`` label of a feedback event for ``version`` (the one that served the list).
+
+        A click can land on any pod, not the one that served its list: during a canary, stable pods receive
+        clicks on the canary's lists and must count them under the canary's version. Label values stay
+        bounded: versions this process loaded, plus up to ``MAX_EVENT_VERSIONS`` other registry versions
+        (digits); anything else is ``other``, and no version at all is ``none``.
+        """
+        if version is None:
+            return "none"
+        if version in self.versions_seen or version in self._event_versions:
+            return version
+        if _REGISTRY_VERSION.match(version) and len(self._event_versions) < MAX_EVENT_VERSIONS:
+            self._event_versions.add(version)
+            return version
+        return "other"
+
+
+MAX_EVENT_VERSIONS = 16
+_REGISTRY_VERSION = re.compile(r"^\d{1,9}$")
+
+
+def _trained_timestamp(model: Any) -> float | None:
+    """Unix seconds of ``model.trained_until`` (ISO date or time), or None when it has none."""
+    text = getattr(model, "trained_until", "") or ""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()

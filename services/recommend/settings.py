@@ -20,8 +20,12 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
 
-    # Registry alias served; production canary pods serve `challenger` under variant `canary`.
+    # Registry alias served and followed (the embedded default: a new champion is loaded without restart).
     model_alias: str = "champion"
+    # Production pin: the registry version written in git (the overlay's release file). When set, exactly
+    # that version is loaded and the alias is never polled: a new model is a new pod template, which is
+    # what makes Argo Rollouts run a canary at all.
+    model_version: str = Field(default="", pattern=r"^(\d+)?$")
     # Seconds between looks at where the alias points (a new version is loaded in the background).
     model_poll_interval_s: float = Field(default=30.0, gt=0)
     # Label exported on every metric and response; canary analysis compares the two.

@@ -17,7 +17,8 @@ by Monte Carlo (a fixed seed: the same counts always give the same verdict). The
 
 Which clicks are the canary's: the service attributes each click to the model version that served the list
 (from its request id), whichever pod receives it, and labels ``reco_clicks_total`` / ``reco_impressions_total``
-with ``model_version``. Canary = ``model_version == <canary version>``, stable = every other version.
+with ``model_version``. Canary = ``model_version == <canary version>``, stable = every other served version
+(not ``none``, the fallback's lists, nor ``other``, the label of versions beyond the service's bound).
 """
 
 from __future__ import annotations
@@ -136,13 +137,13 @@ def canary_counts(prometheus_url: str, canary_version: str, window: str) -> tupl
     if not _WINDOW.match(window):
         raise RecoError(f"window must be a Prometheus duration such as 10m, got {window!r}")
 
-    def total(metric: str, match: str) -> int:
-        return round(
-            query_scalar(prometheus_url, f'sum(increase({metric}{{model_version{match}"{canary_version}"}}[{window}]))')
-        )
+    def total(metric: str, selector: str) -> int:
+        return round(query_scalar(prometheus_url, f"sum(increase({metric}{{{selector}}}[{window}]))"))
 
-    canary = Counts(total("reco_impressions_total", "="), total("reco_clicks_total", "="))
-    stable = Counts(total("reco_impressions_total", "!="), total("reco_clicks_total", "!="))
+    # Stable: every other served version; not "none" (lists the fallback served, no model) nor "other".
+    canary_sel, stable_sel = f'model_version="{canary_version}"', f'model_version!~"{canary_version}|none|other"'
+    canary = Counts(total("reco_impressions_total", canary_sel), total("reco_clicks_total", canary_sel))
+    stable = Counts(total("reco_impressions_total", stable_sel), total("reco_clicks_total", stable_sel))
     return canary, stable
 
 

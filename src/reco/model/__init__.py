@@ -38,6 +38,7 @@ from reco.model.pyfunc import (
     PYFUNC_ARTIFACT,
     TwoStagePyfunc,
     load_model,
+    load_model_version,
     recommend_for_user,
 )
 from reco.model.ranker import RANKER_FEATURES, LinearRanker, category_affinity, ranker_features, recent_reads
@@ -66,6 +67,7 @@ __all__ = [
     "category_affinity",
     "epoch_seconds",
     "load_model",
+    "load_model_version",
     "ranker_features",
     "recent_reads",
     "recommend_for_user",

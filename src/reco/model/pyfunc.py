@@ -75,12 +75,9 @@ def load_model(settings: Settings, alias: str = "champion") -> TwoStageModel:
     The alias is resolved to a version first and that version is loaded, so the version reported
     is the one actually loaded even if the alias moves meanwhile.
     """
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    client = _registry_client(settings)
     try:
         version = client.get_model_version_by_alias(settings.model_name, alias)
     except MlflowException as error:
@@ -88,14 +85,33 @@ def load_model(settings: Settings, alias: str = "champion") -> TwoStageModel:
             f"no model {settings.model_name}@{alias} in {settings.tracking_uri}: no version holds that alias yet "
             f"(run the pipeline until a model passes the gate, or `reco model promote VERSION`)"
         ) from error
-    # The version's own artifact location, not a second registry lookup by name.
-    loaded = mlflow.pyfunc.load_model(client.get_model_version_download_uri(settings.model_name, version.version))
-    wrapper = loaded.unwrap_python_model()
+    return load_model_version(settings, str(version.version))
+
+
+def load_model_version(settings: Settings, version: str) -> TwoStageModel:
+    """Exactly registry version ``version`` of the model (a production pod's pin, ``RECO_MODEL_VERSION``)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _registry_client(settings)
+    try:
+        # The version's own artifact location, not a second registry lookup by name.
+        uri = client.get_model_version_download_uri(settings.model_name, version)
+    except MlflowException as error:
+        raise RecoError(f"no version {version} of model {settings.model_name} in {settings.tracking_uri}") from error
+    wrapper = mlflow.pyfunc.load_model(uri).unwrap_python_model()
     model = wrapper.model if isinstance(wrapper, TwoStagePyfunc) else None
     if model is None:
-        raise RecoError(f"{settings.model_name} version {version.version} is not a two-stage model")
-    model.version = str(version.version)
+        raise RecoError(f"{settings.model_name} version {version} is not a two-stage model")
+    model.version = str(version)
     return model
+
+
+def _registry_client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
 def recommend_for_user(
