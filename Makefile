@@ -27,6 +27,9 @@ $(UV):
 PUBSUB_EMULATOR ?= /usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
 PUBSUB_EMULATOR_PKG ?= google-cloud-cli-pubsub-emulator
 JRE_PKG ?= default-jre-headless
+# kubectl (its built-in kustomize renders gitops/ for tests/unit/test_gitops_tree.py and make gitops-check):
+# Google's Cloud SDK apt repository ships it as `kubectl`; Debian's own kubernetes-client is too old (1.20).
+KUBECTL_PKG ?= kubectl
 
 system-deps:
 	@missing=""; optional=""; \
@@ -34,6 +37,7 @@ system-deps:
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v cloud-pubsub-emulator >/dev/null || [ -x "$(PUBSUB_EMULATOR)" ] || optional="$$optional $(PUBSUB_EMULATOR_PKG)"; \
 	command -v java >/dev/null || optional="$$optional $(JRE_PKG)"; \
+	command -v kubectl >/dev/null || optional="$$optional $(KUBECTL_PKG)"; \
 	if [ -z "$$missing$$optional" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != "0" ] || ! command -v apt-get >/dev/null; then \
 	  echo "not root (or no apt-get), not installed:$$missing$$optional; the tests that need them will skip (fail under CI)"; \
@@ -48,9 +52,9 @@ system-deps:
 	  if apt-cache policy "$$pkg" 2>/dev/null | grep -q 'Candidate: [^(]'; then \
 	    echo "installing: $$pkg"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$$pkg" >/dev/null \
-	      || echo "could not install $$pkg: the Pub/Sub emulator test will skip (fail under CI)"; \
+	      || echo "could not install $$pkg: the tests that need it will skip (fail under CI)"; \
 	  else \
-	    echo "$$pkg is not installable from the configured apt sources: the Pub/Sub emulator test will skip (fail under CI)"; \
+	    echo "$$pkg is not installable from the configured apt sources: the tests that need it will skip (fail under CI)"; \
 	  fi; \
 	done
 
@@ -90,8 +94,25 @@ bench: setup
 # checkov tries to fetch them and prints a long network traceback where there is no route there.
 CHECKOV_VERSION := 3.2.533
 .PHONY: checkov
-checkov: $(UV)
+checkov: $(UV) gitops-check
 	$(UV) tool run --from checkov==$(CHECKOV_VERSION) checkov -d gitops/workflows --framework argo_workflows --quiet --compact --skip-download
+
+# checkov's Kubernetes checks over what Argo CD would apply: each overlay and the platform additions, rendered
+# by kubectl kustomize into a temporary folder. checkov does not know Argo's Rollout, so the rendered Rollout is
+# scanned as the Deployment it mirrors (same metadata and pod template; only apiVersion and kind rewritten).
+# A check skipped for an object says why in that object's checkov.io/skip<N> annotation (gitops/base/);
+# nothing is skipped here wholesale.
+GITOPS_RENDERED := overlays/staging overlays/prod platform/argo-rollouts
+.PHONY: gitops-check
+gitops-check: $(UV)
+	@command -v kubectl >/dev/null || { echo "gitops-check needs kubectl (kustomize)"; exit 1; }
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	for dir in $(GITOPS_RENDERED); do \
+	  kubectl kustomize "gitops/$$dir" \
+	    | perl -0pe 's{^apiVersion: argoproj\.io/v1alpha1\nkind: Rollout$$}{apiVersion: apps/v1\nkind: Deployment}mg' \
+	    > "$$out/$$(echo $$dir | tr / -).yaml" || exit 1; \
+	done; \
+	$(UV) tool run --from checkov==$(CHECKOV_VERSION) checkov -d "$$out" --framework kubernetes --quiet --compact --skip-download
 
 # The gpu pipeline image's pins beyond uv.lock (requirements/pipeline-gpu.in), hashed, agreeing with the lock;
 # numpy is the lock's and is left out.
