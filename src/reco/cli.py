@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -9,8 +10,9 @@ import sys
 import tempfile
 import traceback
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
@@ -28,6 +30,7 @@ class _State:
 
     debug = False
     workdir: Path | None = None
+    commits: ClassVar[list[Any]] = []  # gitops commits made by this invocation (pushed by _gitops_checkout)
 
 
 class _ReportingGroup(TyperGroup):
@@ -400,11 +403,35 @@ def model_rollback(workdir: WorkdirOpt = None) -> None:
     console.print(f"champion rolled back: {current} -> {previous}")
 
 
-RepoOpt = Annotated[Path, typer.Option("--repo", help="Git checkout holding gitops/overlays/.")]
+RepoOpt = Annotated[
+    str,
+    typer.Option(
+        "--repo",
+        help="Git checkout holding gitops/overlays/, or a URL to clone (then pushed) [env RECO_GITOPS_REPO; default .].",
+    ),
+]
+PushOpt = Annotated[bool, typer.Option("--push/--no-push", help="Push the commit's branch to origin (always for a URL).")]
+
+
+@contextlib.contextmanager
+def _gitops_checkout(repo: str, push_it: bool) -> Iterator[Path]:
+    """The working tree for ``repo`` (default: RECO_GITOPS_REPO, else the current folder), pushing what the block
+    committed (``_State.commits``) when asked or when the tree is a fresh clone of a URL."""
+    from reco.gitops import checkout, push
+
+    settings = get_settings()
+    _State.commits = []
+    with checkout(repo or settings.gitops_repo or ".", token=settings.gitops_token) as (tree, remote):
+        yield tree
+        if push_it or remote:
+            for commit in _State.commits:
+                push(tree, commit.branch)
+                console.print(f"pushed {commit.branch}")
 EnvOpt = Annotated[str, typer.Option("--env", help="Environment: an overlay with a release.yaml (staging, prod).")]
 
 
 def _print_commit(commit: Any) -> None:
+    _State.commits.append(commit)
     where = (
         f"on branch {commit.branch} (open a pull request)"
         if commit.branch.startswith("release/")
@@ -423,7 +450,8 @@ def gitops_promote(
     image: Annotated[str | None, typer.Option("--image", help="Image tag to release (default: unchanged).")] = None,
     reason: Annotated[str, typer.Option(help="Why (default: the gate's reason recorded on the version).")] = "",
     run_date: Annotated[str, typer.Option(help="Run date (default: recorded on the version).")] = "",
-    repo: RepoOpt = Path("."),
+    repo: RepoOpt = "",
+    push_it: PushOpt = False,
     workdir: WorkdirOpt = None,
 ) -> None:
     """One commit to ENV's release file; for prod on a new branch, ready for a pull request."""
@@ -433,36 +461,41 @@ def gitops_promote(
     if not reason or not run_date:
         recorded_reason, recorded_day = version_gate(settings_for(workdir), model_version)
         reason, run_date = reason or recorded_reason, run_date or recorded_day
-    _print_commit(promote(repo.resolve(), env, model_version, image_tag=image, reason=reason, run_date=run_date))
+    with _gitops_checkout(repo, push_it) as tree:
+        _print_commit(promote(tree, env, model_version, image_tag=image, reason=reason, run_date=run_date))
 
 
 @gitops_app.command("revert")
 def gitops_revert(
     env: EnvOpt,
     why: Annotated[str, typer.Option(help="Why (recorded in the commit message).")] = "",
-    repo: RepoOpt = Path("."),
+    repo: RepoOpt = "",
+    push_it: PushOpt = False,
 ) -> None:
     """One commit returning ENV's release file to the release before its latest change."""
     from reco.gitops import revert
 
-    _print_commit(revert(repo.resolve(), env, why=why))
+    with _gitops_checkout(repo, push_it) as tree:
+        _print_commit(revert(tree, env, why=why))
 
 
 @gitops_app.command("abort")
 def gitops_abort(
     env: EnvOpt,
     model_version: Annotated[str, typer.Option("--model-version", help="The version whose canary was aborted.")],
-    repo: RepoOpt = Path("."),
+    repo: RepoOpt = "",
+    push_it: PushOpt = False,
     workdir: WorkdirOpt = None,
 ) -> None:
     """After an aborted canary: revert the release in git and tell the registry (canary=aborted, champion back)."""
     from reco.gitops import abort
 
-    done = abort(settings_for(workdir), repo.resolve(), env, model_version)
-    if done.revert:
-        _print_commit(done.revert)
-    else:
-        console.print(f"git: {env} no longer releases version {model_version}; no revert needed")
+    with _gitops_checkout(repo, push_it) as tree:
+        done = abort(settings_for(workdir), tree, env, model_version)
+        if done.revert:
+            _print_commit(done.revert)
+        else:
+            console.print(f"git: {env} no longer releases version {model_version}; no revert needed")
     console.print(f"registry: {done.tagged}; {done.champion}")
 
 

@@ -64,20 +64,20 @@ def deploy(settings: Settings, day: dt.date, *, alias: str = "champion", promote
 
 def _release(settings: Settings, day: dt.date, version: str) -> str:
     """Commit ``version`` to the GitOps overlay and push it; the status line for the summary."""
-    from reco.gitops import GitOpsError, promote, push
+    from reco.gitops import GitOpsError, checkout, promote, push
     from reco.registry import version_gate
 
     if not settings.gitops_repo:
         return f"smoke-tested; release commit not made: RECO_GITOPS_REPO is empty (run `reco gitops promote --env {settings.gitops_env} --model-version {version}`)"
     reason, _ = version_gate(settings, version)
-    repo = Path(settings.gitops_repo)
-    try:
-        commit = promote(repo, settings.gitops_env, version, reason=reason, run_date=day.isoformat())
-    except GitOpsError as error:
-        if "already releases" in str(error):
-            return f"smoke-tested; {settings.gitops_env} already releases version {version}"
-        raise
-    push(repo, commit.branch)
+    with checkout(settings.gitops_repo, token=settings.gitops_token) as (repo, _):
+        try:
+            commit = promote(repo, settings.gitops_env, version, reason=reason, run_date=day.isoformat())
+        except GitOpsError as error:
+            if "already releases" in str(error):
+                return f"smoke-tested; {settings.gitops_env} already releases version {version}"
+            raise
+        push(repo, commit.branch)
     return f"released: commit {commit.sha[:10]} on {commit.branch} pushed ({settings.gitops_env} -> model version {version})"
 
 

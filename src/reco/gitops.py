@@ -18,9 +18,13 @@ and nothing committed.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
 import re
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +127,48 @@ def _commit(repo: Path, env: str, path: Path, text: str, message: str) -> tuple[
     if branch != start:
         _git(repo, "checkout", "-q", start)
     return sha, branch
+
+
+def is_remote(spec: str) -> bool:
+    """Whether ``spec`` names a repository to clone (URL, scp-like ``git@host:path``) rather than a checkout."""
+    return "://" in spec or re.match(r"^[\w.-]+@[\w.-]+:", spec) is not None
+
+
+@contextlib.contextmanager
+def checkout(spec: str, *, token: str = "") -> Iterator[tuple[Path, bool]]:
+    """(working tree, remote?) of the GitOps repository ``spec``: a local checkout as it is, or a fresh clone of a
+    URL into a temporary folder, removed afterwards (a pod has no checkout of its own). ``token`` authorises an
+    HTTPS clone and push (sent as the basic-auth password, which GitHub and GitLab accept for tokens); it is
+    kept in the temporary clone's config only. Commits in a pod get an identity of their own."""
+    if not is_remote(spec):
+        yield Path(spec).resolve(), False
+        return
+    with tempfile.TemporaryDirectory(prefix="reco-gitops-") as tmp:
+        clone = Path(tmp) / "repo"
+        auth = []
+        if token:
+            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+            auth = ["-c", f"http.extraHeader=Authorization: Basic {basic}"]
+        try:
+            done = subprocess.run(["git", *auth, "clone", "-q", spec, str(clone)], capture_output=True, text=True,
+                                  timeout=300)  # fmt: skip
+        except OSError as error:
+            raise GitOpsError(f"git cannot run here: {error}") from error
+        if done.returncode != 0:
+            raise GitOpsError(f"cannot clone {spec}: {done.stderr.strip().replace(token, '***') if token else done.stderr.strip()}")
+        if token:
+            _git(clone, "config", "http.extraHeader", auth[1].split("=", 1)[1])
+        if not _git_config(clone, "user.email"):
+            _git(clone, "config", "user.email", "reco-bot@reco-articles.invalid")
+            _git(clone, "config", "user.name", "reco (pipeline)")
+        yield clone, True
+
+
+def _git_config(repo: Path, key: str) -> str:
+    try:
+        return _git(repo, "config", "--get", key)
+    except GitOpsError:
+        return ""
 
 
 def push(repo: Path, branch: str) -> None:

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     alert_webhook_url: str = ""
     # Production deploy: a git checkout of this repository (with push access to its remote) where the deploy
     # step commits the promoted model version to the staging overlay (`reco gitops promote`), and pushes.
-    gitops_repo: str = ""
+    gitops_repo: str = ""  # a local checkout, or a URL cloned for each release (a pod has no checkout)
+    gitops_token: str = ""  # HTTPS token for cloning and pushing a gitops_repo URL
     gitops_env: str = "staging"
     # The Prometheus the canary judge (`reco analysis`) reads clicks and impressions from.
     prometheus_url: str = "http://localhost:9090"

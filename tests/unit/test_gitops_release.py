@@ -157,3 +157,44 @@ def test_abort_reverts_git_and_tells_the_registry_once(repo: Path, settings) -> 
     again = abort(settings, repo, "staging", "7")
     assert again.revert is None and git(repo, "rev-list", "--count", "HEAD") == commits
     assert again.champion == "champion stays 3"
+
+
+@pytest.fixture
+def origin(repo: Path, tmp_path: Path) -> str:
+    """A bare repository holding ``repo``'s history, as the GitOps remote a pod clones by URL."""
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    return f"file://{bare}"
+
+
+def test_a_url_is_cloned_committed_and_pushed(origin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a pod does (no checkout of its own): clone the URL, one commit, push; the clone is removed."""
+    bare = Path(origin.removeprefix("file://"))
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "reco")  # as in a pod: no global git identity needed
+    runner = CliRunner()
+    staged = runner.invoke(app, ["gitops", "promote", "--env", "staging", "--model-version", "8", "--reason", "test",
+                                 "--run-date", "2026-11-21", "--repo", origin, "--workdir", str(tmp_path / "w")])  # fmt: skip
+    assert staged.exit_code == 0, staged.output
+    assert "pushed main" in staged.output
+    assert git(bare, "log", "-1", "--format=%s", "main").startswith("release(staging)") or "8" in git(
+        bare, "log", "-1", "--format=%s", "main"
+    )
+    assert read_release(git(bare, "show", "main:gitops/overlays/staging/release.yaml")).model_version == "8"
+
+    prod = runner.invoke(app, ["gitops", "promote", "--env", "prod", "--model-version", "8", "--reason", "test",
+                               "--run-date", "2026-11-21", "--repo", origin, "--workdir", str(tmp_path / "w")])  # fmt: skip
+    assert prod.exit_code == 0, prod.output
+    (branch,) = [b.strip() for b in git(bare, "branch", "--list", "release/prod-*").splitlines()]
+    assert read_release(git(bare, "show", f"{branch}:gitops/overlays/prod/release.yaml")).model_version == "8"
+    # prod's main is untouched: the change waits for a pull request of the pushed branch.
+    assert read_release(git(bare, "show", "main:gitops/overlays/prod/release.yaml")).model_version == "3"
+
+    back = runner.invoke(app, ["gitops", "revert", "--env", "staging", "--repo", origin])
+    assert back.exit_code == 0, back.output
+    assert read_release(git(bare, "show", "main:gitops/overlays/staging/release.yaml")).model_version == "3"
+
+
+def test_a_url_that_cannot_be_cloned_is_one_clear_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["gitops", "revert", "--env", "staging", "--repo", f"file://{tmp_path}/none.git"])
+    assert result.exit_code == 1
+    assert any(line.startswith("error: cannot clone file://") for line in result.output.splitlines()), result.output
