@@ -17,11 +17,16 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from hera.workflows.models import CronWorkflow, Workflow, WorkflowTemplate
+from hera.workflows.models import CronWorkflow, Workflow, WorkflowEventBinding, WorkflowTemplate
 
 from reco.pipeline import STEPS, Step
 
-_MODELS = {"WorkflowTemplate": WorkflowTemplate, "CronWorkflow": CronWorkflow, "Workflow": Workflow}
+_MODELS = {
+    "WorkflowTemplate": WorkflowTemplate,
+    "CronWorkflow": CronWorkflow,
+    "Workflow": Workflow,
+    "WorkflowEventBinding": WorkflowEventBinding,
+}
 _INPUT = re.compile(r"\{\{\s*inputs\.parameters\.([\w-]+)\s*\}\}")
 _WORKFLOW = re.compile(r"\{\{\s*workflow\.parameters\.([\w-]+)\s*\}\}")
 _TASK_OUT = re.compile(r"\{\{\s*tasks\.([\w-]+)\.outputs\.parameters\.([\w-]+)\s*\}\}")

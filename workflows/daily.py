@@ -122,7 +122,7 @@ def _pod_security() -> PodSecurityContext:
     )
 
 
-def _env(*, argo: bool = False, alerts: bool = False) -> list[Env | SecretEnv | ConfigMapEnv]:
+def _env(*, argo: bool = False, alerts: bool = False, gitops: bool = False) -> list[Env | SecretEnv | ConfigMapEnv]:
     """What every pipeline pod reads: the workdir on the FUSE mount, MLflow's server, Redis (Feast online)."""
     names = platform()
     config = names.config_map("pipeline")
@@ -141,6 +141,13 @@ def _env(*, argo: bool = False, alerts: bool = False) -> list[Env | SecretEnv | 
             SecretEnv(name="RECO_ARGO_SERVER_URL", secret_name=secret["name"], secret_key=secret["url_key"]),
             SecretEnv(name="RECO_ARGO_TOKEN", secret_name=secret["name"], secret_key=secret["token_key"]),
             Env(name="RECO_ARGO_NAMESPACE", value=names.namespace),
+        ]
+    if gitops:
+        # The GitOps repository's URL (cloned per release: a pod has no checkout) and a token that may push.
+        secret = names.secret("gitops")
+        env += [
+            ConfigMapEnv(name="RECO_GITOPS_REPO", config_map_name=config["name"], config_map_key=config["gitops_repo_key"]),
+            SecretEnv(name="RECO_GITOPS_TOKEN", secret_name=secret["name"], secret_key=secret["token_key"]),
         ]
     if alerts:
         secret = names.secret("alerts")
@@ -179,7 +186,7 @@ def _step_template(step: Step, *, gpu: bool) -> Container:
         selector[pool["accelerator_label"]] = pool["accelerator"]
         taint = pool["taint"]
         tolerations = [Toleration(key=taint["key"], operator="Equal", value=taint["value"], effect=taint["effect"])]
-    env = _env(argo=step.name == "monitor", alerts=step.name == "monitor")
+    env = _env(argo=step.name == "monitor", alerts=step.name == "monitor", gitops=step.name == "deploy")
     env.append(Env(name="RECO_TRAIN_DEVICE", value="gpu" if gpu else "cpu"))
     return Container(
         name=f"{step.name}-gpu" if gpu else step.name,

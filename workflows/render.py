@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from workflows.abort import build_abort, event_binding, notifier_rbac
 from workflows.daily import build_cron, build_pipeline
 from workflows.names import platform
 
@@ -59,11 +60,12 @@ def documents() -> dict[str, list[dict[str, Any]]]:
         "reco-pipeline.yaml": [build_pipeline().to_dict()],
         "reco-daily.yaml": [build_cron().to_dict()],
         "serviceaccount.yaml": [service_account(), *executor_rbac()],
+        "reco-gitops-abort.yaml": [build_abort().to_dict(), event_binding(), *notifier_rbac()],
         "kustomization.yaml": [
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
-                "resources": ["serviceaccount.yaml", "reco-pipeline.yaml", "reco-daily.yaml"],
+                "resources": ["serviceaccount.yaml", "reco-pipeline.yaml", "reco-daily.yaml", "reco-gitops-abort.yaml"],
             }
         ],
     }

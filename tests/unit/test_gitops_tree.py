@@ -487,7 +487,15 @@ def test_the_pods_are_hardened(overlay: Objects) -> None:
             assert {"requests", "limits"} <= set(cont["resources"]), workload["metadata"]["name"]
             assert "readinessProbe" in cont and "livenessProbe" in cont
     api = one(overlay, "Rollout", "reco-api")["spec"]["template"]["spec"]
-    assert {m["mountPath"] for m in api["containers"][0]["volumeMounts"]} == {"/tmp", "/data"}
+    mounts = {m["mountPath"]: m for m in api["containers"][0]["volumeMounts"]}
+    assert set(mounts) == {"/tmp", "/data", PLATFORM["workdir"]["mount_path"]}
+    # The lake, read by the service (silver article table), never written: events go to Pub/Sub.
+    assert mounts[PLATFORM["workdir"]["mount_path"]].get("readOnly") is True
+    env = {e["name"]: e for e in api["containers"][0]["env"]}
+    assert env["RECO_WORKDIR"]["value"] == PLATFORM["workdir"]["mount_path"]
+    assert env["RECO_EVENTS_SINK"]["value"] == "pubsub"
+    claims = {v["name"]: v for v in api["volumes"] if "persistentVolumeClaim" in v}
+    assert [c["persistentVolumeClaim"]["claimName"] for c in claims.values()] == [PLATFORM["workdir"]["claim"]]
     assert api["terminationGracePeriodSeconds"] >= 10 + 30  # preStop + uvicorn's graceful shutdown
 
 
