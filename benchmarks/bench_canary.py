@@ -2,8 +2,9 @@
 
 The schedule mirrors the Rollout's CTR analysis: the judge is asked every ``interval`` minutes, ``looks`` times,
 about the clicks and impressions of the last ``window`` minutes; the canary gets ``canary_share`` of the traffic.
-A run is *aborted* when any look says Failed (failureLimit 0), *promoted* when no look failed and the last one
-said Successful, *paused* otherwise (Inconclusive: a person decides).
+As the AnalysisTemplate reco-ctr says (failureLimit 0, consecutiveSuccessLimit 2): a run is *aborted* at the
+first look that says Failed, *promoted* once ``successes`` looks in a row say Successful (consecutiveSuccessLimit),
+*paused* otherwise (a person decides).
 
     python benchmarks/bench_canary.py [--runs 400] [--samples 50000]
 """
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -31,7 +33,7 @@ EFFECTS = {"equal CTR": 1.0, "canary 10 % worse": 0.9, "canary 20 % worse": 0.8}
 
 def simulate(per_minute: int, effect: float, *, runs: int, samples: int, rng: np.random.Generator,
              ctr: float = 0.04, share: float = 0.05, interval: int = 5, looks: int = 6, window: int = 10,
-             policy: Policy = Policy()) -> dict[str, float]:  # fmt: skip
+             policy: Policy = Policy(), successes: int = 2) -> dict[str, float]:  # fmt: skip
     minutes = interval * looks
     outcome = {"aborted": 0, "promoted": 0, "paused": 0}
     for _ in range(runs):
@@ -47,11 +49,11 @@ def simulate(per_minute: int, effect: float, *, runs: int, samples: int, rng: np
             canary = Counts(int(c_imp[lo:end].sum()), int(c_clk[lo:end].sum()))
             stable = Counts(int(s_imp[lo:end].sum()), int(s_clk[lo:end].sum()))
             verdicts.append(judge(canary, stable, policy, samples=samples).verdict)
-            if verdicts[-1] == FAILED:
+            if verdicts[-1] == FAILED or verdicts[-successes:] == [SUCCESSFUL] * successes:
                 break
         if FAILED in verdicts:
             outcome["aborted"] += 1
-        elif verdicts[-1] == SUCCESSFUL:
+        elif verdicts[-successes:] == [SUCCESSFUL] * successes:
             outcome["promoted"] += 1
         else:
             outcome["paused"] += 1
@@ -64,16 +66,21 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50_000)
     args = parser.parse_args()
     rng = np.random.default_rng(7)
+    # The schedule and limits of the deployed metric, read from the template (they cannot drift apart).
+    templates = yaml.safe_load_all((Path(__file__).resolve().parents[1] / "gitops/base/analysis-templates.yaml").read_text())
+    (ctr,) = [m for t in templates if t["metadata"]["name"] == "reco-ctr" for m in t["spec"]["metrics"]]
+    successes, looks, interval = int(ctr["consecutiveSuccessLimit"]), int(ctr["count"]), int(ctr["interval"].rstrip("m"))
     policy = Policy()
     table = Table(title=(f"canary judge on simulated traffic ({args.runs} runs a cell; 5 % canary, CTR 4 %, "
-                         f"looks every 5 min x 6 on a 10-min window; margin {policy.margin}, threshold "
+                         f"looks every {interval} min x {looks}, {successes} Successful in a row to pass, on a 10-min window; margin {policy.margin}, threshold "
                          f"{policy.threshold}, min {policy.min_impressions} impressions) — {platform.node()}, "
                          f"{dt.date.today()}"))  # fmt: skip
     for column in ("traffic", "canary", "aborted", "promoted", "paused (a person decides)"):
         table.add_column(column)
     for traffic, per_minute in TRAFFIC.items():
         for effect_name, effect in EFFECTS.items():
-            r = simulate(per_minute, effect, runs=args.runs, samples=args.samples, rng=rng, policy=policy)
+            r = simulate(per_minute, effect, runs=args.runs, samples=args.samples, rng=rng, policy=policy,
+                         successes=successes, looks=looks, interval=interval)  # fmt: skip
             table.add_row(traffic, effect_name, f"{r['aborted']:.1%}", f"{r['promoted']:.1%}", f"{r['paused']:.1%}")
     Console(width=160).print(table)
 
