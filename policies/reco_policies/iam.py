@@ -33,9 +33,10 @@ _KEY_TYPES = {
 
 
 def is_iam_type(resource_type: str) -> bool:
-    """Every ``*IAMMember``, ``*IAMBinding`` and ``*IAMPolicy`` of the gcp provider, whatever it is attached to."""
-    kind = resource_type.rsplit(":", 1)[-1]
-    return resource_type.startswith("gcp:") and kind.endswith(("IAMMember", "IAMBinding", "IAMPolicy"))
+    """Every IAM member, binding and policy of the gcp provider, whatever it is attached to. The provider spells
+    them both ways (``BucketIAMMember``, ``RepositoryIamMember``, ``SecretIamMember``), hence the lower case."""
+    kind = resource_type.rsplit(":", 1)[-1].lower()
+    return resource_type.startswith("gcp:") and kind.endswith(("iammember", "iambinding", "iampolicy"))
 
 
 class _Unreadable(ValueError):
