@@ -276,6 +276,23 @@ def test_storage_acls_cannot_be_public() -> None:
     assert rule.check("gcp:storage/bucketACL:BucketACL", {"roleEntities": ["OWNER:project-owners-1"]}) == []
 
 
+def test_iam_types_of_either_spelling_are_checked() -> None:
+    """The provider spells some IAM types "Iam" (RepositoryIamMember, SecretIamMember): they are IAM all the same."""
+    grant = {"repository": "reco", "role": "roles/owner", "member": "allUsers"}
+    for type_ in ("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
+                  "gcp:secretmanager/secretIamMember:SecretIamMember",
+                  "gcp:pubsub/topicIAMMember:TopicIAMMember"):
+        assert BY_NAME["iam-no-basic-roles"].check(type_, grant), type_
+        assert BY_NAME["iam-no-public-principals"].check(type_, grant), type_
+
+
+def test_a_dead_letter_topics_own_subscription_needs_no_dead_letter_policy() -> None:
+    rule = BY_NAME["pubsub-dead-letter-policy"]
+    for topic in ("projects/reco-prod/topics/reco-events-dead-letter", "projects/p/topics/orders-dlq"):
+        assert rule.check(*resource(SUBSCRIPTION, topic=topic, deadLetterPolicy=...)) == [], topic
+    assert rule.check(*resource(SUBSCRIPTION, topic="projects/p/topics/dead-letters-report", deadLetterPolicy=...))
+
+
 def test_hmac_keys_are_keys() -> None:
     assert BY_NAME["iam-no-service-account-keys"].check("gcp:storage/hmacKey:HmacKey", {"serviceAccountEmail": "x"})
 

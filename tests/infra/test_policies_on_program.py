@@ -49,10 +49,10 @@ def violations(resources: list[Any]) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_program_declares_what_the_rules_check(stack: str) -> None:
-    missing = EXPECTED_TYPES - {resource.type_ for resource in declared(stack)}
-    assert not missing, f"{stack} declares none of {sorted(missing)}"
+def test_program_declares_what_the_rules_check() -> None:
+    """Over both stacks: Cloud SQL and the Argo CD release live in prod only (prod hosts MLflow and Argo CD)."""
+    missing = EXPECTED_TYPES - {resource.type_ for stack in STACKS for resource in declared(stack)}
+    assert not missing, f"neither stack declares {sorted(missing)}"
 
 
 @pytest.mark.parametrize("stack", STACKS)
