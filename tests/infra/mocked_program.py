@@ -146,9 +146,10 @@ def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
     return value
 
 
-def run(stack: str, overrides: dict[str, str | None] | None = None, *, secrets: bool = True) -> Run:
-    """Run infra.program.main() for ``stack`` (config of Pulumi.<stack>.yaml, then ``overrides``; a None value
-    removes the key) under mocks. Never raises for the program's own errors: they are in ``Run.error``."""
+def stack_settings(
+    stack: str, overrides: dict[str, str | None] | None = None, *, secrets: bool = True
+) -> dict[str, str]:
+    """The config a run of ``stack`` sees: Pulumi.<stack>.yaml, TEST_SECRETS, then ``overrides`` (None removes)."""
     config = stack_config(stack)
     if secrets:
         config.update(TEST_SECRETS)
@@ -157,7 +158,23 @@ def run(stack: str, overrides: dict[str, str | None] | None = None, *, secrets: 
             config.pop(key, None)
         else:
             config[key] = value
-    return contextvars.Context().run(_run, stack, config)
+    return config
+
+
+def use_mocks(stack: str, overrides: dict[str, str | None] | None = None) -> list[Declared]:
+    """Point Pulumi's runtime, in the current context, at the mocks and ``stack``'s config; returns the list the
+    declared resources are recorded in. For ``@pulumi.runtime.test`` functions run in that context."""
+    config = stack_settings(stack, overrides)
+    mocks = _Recorder(config.get("gcp:project", "missing-project"), config.get("gcp:region", "europe-west1"))
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config, [key for key in config if key in TEST_SECRETS])
+    return mocks.resources
+
+
+def run(stack: str, overrides: dict[str, str | None] | None = None) -> Run:
+    """Run the program (config validated, then everything declared) for ``stack`` under mocks, in a fresh
+    context. Never raises for the program's own errors: they are in ``Run.error``."""
+    return contextvars.Context().run(_run, stack, overrides)
 
 
 def declare(stack: str, overrides: dict[str, str | None] | None = None) -> list[Declared]:
@@ -168,14 +185,11 @@ def declare(stack: str, overrides: dict[str, str | None] | None = None) -> list[
     return result.resources
 
 
-def _run(stack: str, config: dict[str, str]) -> Run:
+def _run(stack: str, overrides: dict[str, str | None] | None) -> Run:
     from infra import program
     from infra.config import load
 
-    mocks = _Recorder(config.get("gcp:project", "missing-project"), config.get("gcp:region", "europe-west1"))
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
-    pulumi.runtime.set_all_config(config, [key for key in config if key in TEST_SECRETS])
-    result = Run(resources=mocks.resources)
+    result = Run(resources=use_mocks(stack, overrides))
 
     def body() -> None:
         outputs = program.build(load())
