@@ -19,13 +19,15 @@ import pytest
 import yaml
 
 from reco.generate import generate
+from reco.gitops import Release, read_release, write_release
 from reco.settings import Settings
 from workflows.check import dag_order
 from workflows.names import platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-RENDERED = Path(__file__).resolve().parents[2] / "gitops" / "workflows" / "reco-pipeline.yaml"
+REPO = Path(__file__).resolve().parents[2]
+RENDERED = REPO / "gitops" / "workflows" / "reco-pipeline.yaml"
 END = dt.date(2026, 5, 10)
 BIN = Path(sys.executable).parent
 _PARAM = re.compile(r"\{\{\s*([\w.-]+)\s*\}\}")
@@ -47,12 +49,14 @@ def when_holds(expression: str) -> bool:
     return left == right
 
 
-def pod_env(container: dict[str, Any], workdir: Path, pod_tmp: Path, redis_url: str) -> dict[str, str]:
+def pod_env(container: dict[str, Any], workdir: Path, pod_tmp: Path, redis_url: str, gitops_url: str) -> dict[str, str]:
     env = {"PATH": f"{BIN}:{os.environ['PATH']}"}
     # "" = SQLite in the workdir for MLflow; no Argo Server and no webhook: a drifted day would fail the
-    # monitor step loudly (it must ask Argo), which this lake's warm-up days do not reach.
+    # monitor step loudly (it must ask Argo), which this lake's warm-up days do not reach. The GitOps
+    # repository is a bare git remote the deploy step clones and pushes to.
     from_sources = {"RECO_REDIS_URL": redis_url, "RECO_MLFLOW_TRACKING_URI": "", "RECO_ARGO_SERVER_URL": "",
-                    "RECO_ARGO_TOKEN": "", "RECO_ALERT_WEBHOOK_URL": ""}  # fmt: skip
+                    "RECO_ARGO_TOKEN": "", "RECO_ALERT_WEBHOOK_URL": "", "RECO_GITOPS_REPO": gitops_url,
+                    "RECO_GITOPS_TOKEN": ""}  # fmt: skip
     for item in container.get("env", []):
         name = item["name"]
         if "value" in item:
@@ -72,6 +76,21 @@ def local_path(arg: str, pod_tmp: Path) -> str:
     return str(pod_tmp / arg.removeprefix("/tmp/")) if arg.startswith("/tmp/") else arg
 
 
+def gitops_remote(tmp_path: Path) -> str:
+    """A bare git repository with the staging overlay's release file, as the GitOps remote."""
+    work = tmp_path / "gitops-work"
+    (work / "gitops/overlays/staging").mkdir(parents=True)
+    text = (REPO / "gitops/overlays/staging/release.yaml").read_text()
+    # Releasing version 0 (none yet), so the run's first promoted version is a change to commit.
+    (work / "gitops/overlays/staging/release.yaml").write_text(write_release(text, Release(read_release(text).image_tag, "0")))
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.com"], ["config", "user.name", "t"],
+                 ["add", "."], ["commit", "-q", "-m", "initial"]):  # fmt: skip
+        subprocess.run(["git", "-C", str(work), *args], check=True)
+    bare = tmp_path / "gitops.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return f"file://{bare}"
+
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("argo") / "lake"
@@ -84,6 +103,7 @@ def test_the_rendered_dag_runs_as_the_local_runner_does(lake: Path, tmp_path: Pa
     shutil.copytree(lake, local)
     shutil.copytree(lake, argo)
     base = redis_server.url.rsplit("/", 1)[0]
+    gitops = gitops_remote(tmp_path)
 
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "RECO_ENVIRONMENT": "gke", "RECO_REDIS_URL": f"{base}/3"}
     ran = subprocess.run([str(BIN / "reco"), "pipeline", "run", "--workdir", str(local), "--date", END.isoformat()],
@@ -115,7 +135,7 @@ def test_the_rendered_dag_runs_as_the_local_runner_does(lake: Path, tmp_path: Pa
         command = [local_path(substitute(a, values), pod_tmp) for a in container["command"] + container["args"]]
         command[0] = str(BIN / command[0])
         result = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                                env=pod_env(container, argo, pod_tmp, f"{base}/4"))  # fmt: skip
+                                env=pod_env(container, argo, pod_tmp, f"{base}/4", gitops))  # fmt: skip
         assert result.returncode == 0, f"task {name}: {command}\n{result.stdout}{result.stderr}"
         for output in template.get("outputs", {}).get("parameters", []):
             path = Path(local_path(output["valueFrom"]["path"], pod_tmp))
@@ -135,3 +155,9 @@ def test_the_rendered_dag_runs_as_the_local_runner_does(lake: Path, tmp_path: Pa
     assert outputs["tasks.register.outputs.parameters.gate-decision"] == got["gate"]["decision"]
     assert outputs["tasks.monitor.outputs.parameters.drift-share"] == str(got["drift"]["share"])
     assert got["deploy"]["target"] == "gke"
+    # The deploy step cloned the GitOps remote, committed the promoted version to staging and pushed it.
+    released = subprocess.run(["git", "-C", gitops.removeprefix("file://"), "show", "main:gitops/overlays/staging/release.yaml"],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+    if got["gate"]["decision"] == "promoted":
+        assert read_release(released).model_version == str(got["model_version"]), got["deploy"]
+        assert got["deploy"]["status"].startswith("released"), got["deploy"]
