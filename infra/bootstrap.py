@@ -84,6 +84,7 @@ class BootstrapArgs:
     root_application: Mapping[str, Any] | None = None  # gitops/apps/root.yaml, where this stack runs Argo CD
     # Argo CD of another stack that manages this cluster (its Google service account's email).
     external_argocd: str = ""
+    nodes: Sequence[pulumi.Resource] = ()  # the node pools: nothing is applied before there are nodes
 
 
 def kubeconfig(
@@ -129,8 +130,11 @@ class ClusterBootstrap(pulumi.ComponentResource):
     def __init__(self, name: str, args: BootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("reco:infra:ClusterBootstrap", name, None, opts)
         self.kubeconfig = kubeconfig(args.cluster_name, args.endpoint, args.ca_certificate)
+        # Every Kubernetes object goes through this provider: it waits for the nodes (Argo CD's pods need some).
         self.provider = k8s.Provider(
-            f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.nodes)),
         )
         self._name = name
         self._args = args

@@ -329,7 +329,6 @@ class Datastores(pulumi.ComponentResource):
             dead_letter_policy=gcp.pubsub.SubscriptionDeadLetterPolicyArgs(
                 dead_letter_topic=dead_letter.id, max_delivery_attempts=10
             ),
-            retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(minimum_backoff="10s", maximum_backoff="600s"),
             message_retention_duration="604800s",
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
             labels=a.labels,

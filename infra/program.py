@@ -88,7 +88,7 @@ def build(cfg: InfraConfig) -> dict[str, Any]:
         ),
     )
     gpu = cfg.gpu_pool
-    NodePools(
+    pools = NodePools(
         "reco",
         NodePoolsArgs(
             cluster=cluster.name,
@@ -177,9 +177,8 @@ def build(cfg: InfraConfig) -> dict[str, Any]:
             managed_clusters=managed,
             root_application=root,
             external_argocd=cfg.argocd_service_account,
+            nodes=[pools],
         ),
-        # The node pools are where the bootstrap's pods (Argo CD) run.
-        opts=pulumi.ResourceOptions(depends_on=[cluster]),
     )
 
     outputs: dict[str, Any] = {

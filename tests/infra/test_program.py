@@ -15,6 +15,7 @@ import datetime as dt
 import inspect
 import json
 import re
+import runpy
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -26,6 +27,8 @@ import pulumi_gcp
 import pytest
 import yaml
 from mocked_program import Declared, Run
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
 
 from reco.lake import partition_dir
 from reco.settings import Settings
@@ -105,6 +108,22 @@ def test_runs_do_not_leak_into_each_other() -> None:
 
     assert sorted(again.resources, key=key) == sorted(result("dev").resources, key=key)
     assert again.outputs == result("dev").outputs
+
+
+def _run_entry_point(stack: str) -> list[Declared]:
+    resources = mocked_program.use_mocks(stack)
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "infra"), run_name="__main__")))
+    return resources
+
+
+def test_the_entry_point_pulumi_runs_declares_the_same_program() -> None:
+    """infra/__main__.py as Pulumi runs it (the directory as a script, infra/ first on sys.path)."""
+    resources = contextvars.Context().run(_run_entry_point, "prod")
+
+    def key(r: Declared) -> tuple[str, str]:
+        return r.type_, r.name
+
+    assert sorted(resources, key=key) == sorted(result("prod").resources, key=key)
 
 
 # -- node pools: the names the train step selects --------------------------------------------------------------
