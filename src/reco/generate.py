@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 
 from reco.errors import RecoError
 from reco.lake import append_batch, partition_dir, write_atomic
+from reco.oracle import write_manifest
 from reco.schemas import ARTICLE_SCHEMA, EVENT_SCHEMA
 from reco.settings import Settings
 
@@ -611,6 +612,7 @@ def generate(
 
     cat = make_articles(seed, articles, days, drift_day)
     pop = make_users(seed, users)
+    write_manifest(settings, seed=seed, users=users, articles=articles, days=days, start=start, drift_day=drift_day)
 
     _remove_generated(settings.bronze_articles_dir)
     write_atomic(_article_table(cat, start), settings.bronze_articles_dir / f"generated-{seed}.parquet")
