@@ -357,14 +357,19 @@ def pipeline_steps() -> None:
 
 @app.command("runs")
 def runs(workdir: WorkdirOpt = None) -> None:
-    """Show every daily run of the workdir: gate decisions, metrics against baselines, drift."""
-    from reco.report import load_runs, metrics_table, runs_table
+    """Show every daily run of the workdir: gate decisions, the model against its strongest heuristic
+    with the interval of the difference, every baseline of the latest run, drift."""
+    from reco.report import load_runs, metrics_table, runs_table, versus
 
     history = load_runs(settings_for(workdir))
     if not history:
         fail(RecoError("no runs yet: `reco pipeline run` first"))
     console.print(runs_table(history))
     console.print(metrics_table(history[-1]))
+    evaluated = [run for run in history if (run.get("metrics") or {}).get("model")]
+    if evaluated:
+        last = evaluated[-1]
+        console.print(f"{last.get('date', '?')}: model NDCG@10 {versus(last)}", markup=False, highlight=False)
 
 
 @model_app.command("list")
