@@ -66,13 +66,13 @@ class InfraConfig:
     environment: str  # which GitOps environment this cluster is: its overlay and its name in Argo CD
     team: str  # label `team` on every labelable resource
     cost_center: str  # label `cost-center`
-    cluster_name: str
+    cluster_name: str  # the GKE cluster's name
     cluster_location: str  # a region (regional control plane, nodes in 3 zones) or a zone (zonal, cheaper)
     node_zones: tuple[str, ...]  # zones of the node pools; empty: GKE's choice in cluster_location
     gpu_zones: tuple[str, ...]  # zones of the GPU pool (where the accelerator exists); empty: node_zones
-    release_channel: str
+    release_channel: str  # GKE release channel: RAPID, REGULAR or STABLE
     maintenance_start: str  # RFC 3339; the window repeats per maintenance_recurrence
-    maintenance_end: str
+    maintenance_end: str  # RFC 3339; end of the first window
     maintenance_recurrence: str  # RFC 5545 RRULE
     master_authorized_networks: tuple[str, ...]  # CIDRs that may reach the control plane's public endpoint
     subnet_cidr: str  # nodes
@@ -81,23 +81,23 @@ class InfraConfig:
     master_cidr: str  # the control plane's private /28
     proxy_only_cidr: str  # the regional internal Gateway's proxies (gitops/base/networkpolicy.yaml)
     private_services_cidr: str  # private service access: Memorystore and Cloud SQL addresses
-    system_machine_type: str
-    system_min_nodes: int
-    system_max_nodes: int
-    gpu_machine_type: str
-    gpu_accelerator: str
+    system_machine_type: str  # machine type of the general pool
+    system_min_nodes: int  # general pool autoscaling floor
+    system_max_nodes: int  # general pool autoscaling ceiling
+    gpu_machine_type: str  # must be of the accelerator's family (g2 for L4)
+    gpu_accelerator: str  # must equal platform.yaml node_pools.gpu.accelerator
     gpu_count: int  # GPUs per node
-    gpu_min_nodes: int
-    gpu_max_nodes: int
-    gpu_spot: bool
+    gpu_min_nodes: int  # 0: no GPU node unless a train step waits for one
+    gpu_max_nodes: int  # GPU pool autoscaling ceiling
+    gpu_spot: bool  # Spot VMs (~60-70 % cheaper; the train step retries a preempted run)
     gpu_driver_version: str  # GKE-installed NVIDIA driver: DEFAULT or LATEST for the node version
-    redis_tier: str
-    redis_memory_gb: int
-    redis_version: str
+    redis_tier: str  # BASIC (one node) or STANDARD_HA (replica, failover)
+    redis_memory_gb: int  # Memorystore capacity
+    redis_version: str  # Memorystore Redis version
     host_mlflow: bool  # this stack runs the one MLflow (Cloud SQL, artifact bucket, DNS name, its identity)
-    sql_tier: str
+    sql_tier: str  # Cloud SQL machine tier
     sql_high_availability: bool  # REGIONAL instance with a standby in another zone
-    sql_point_in_time_recovery: bool
+    sql_point_in_time_recovery: bool  # WAL kept for restores to any second of the last 7 days
     sql_backup_retention: int  # daily backups kept
     deletion_protection: bool  # cluster, Cloud SQL (both Pulumi's and GCP's flags)
     mlflow_tracking_uri: str  # what reco-pipeline-config hands the pipeline and the API
@@ -108,19 +108,19 @@ class InfraConfig:
     registry_name: str  # Artifact Registry repository (the overlays' <region>-docker.pkg.dev/<project>/<name>)
     keep_image_versions: int  # the newest N versions of each image are never cleaned up
     untagged_image_days: int  # untagged images older than this are deleted
-    events_topic: str
+    events_topic: str  # Pub/Sub topic the API publishes events to (reco-pipeline-config's events-topic)
     gitops_repo: str  # repository Argo CD syncs and the pipeline pushes releases to
     host_argocd: bool  # this stack's cluster runs the one Argo CD (gitops/apps/root.yaml's destination)
     staging_stack: str  # (Argo CD's stack) the stack whose cluster Argo CD registers as "staging"
     argocd_service_account: str  # (the staging stack) Argo CD's Google service account, let into this cluster
-    argo_server_url: str
-    argo_ui_url: str
+    argo_server_url: str  # where the monitor step submits retraining runs (reco-argo-server's url)
+    argo_ui_url: str  # links to a run in alerts (reco-pipeline-config's argo-ui-url)
     # Config secrets: empty until the tokens exist (they belong to service accounts Argo CD creates): run
     # `pulumi up` once without them, then set them and run it again (README, "Deploy to GCP").
-    argo_server_token: pulumi.Output[str] = field(repr=False)
-    alert_webhook_url: pulumi.Output[str] = field(repr=False)
-    gitops_token: pulumi.Output[str] = field(repr=False)
-    rollouts_notification_token: pulumi.Output[str] = field(repr=False)
+    argo_server_token: pulumi.Output[str] = field(repr=False)  # reco-argo-server's token
+    alert_webhook_url: pulumi.Output[str] = field(repr=False)  # reco-alerts' webhook-url (Slack-compatible)
+    gitops_token: pulumi.Output[str] = field(repr=False)  # reco-gitops' token: may push the GitOps repository
+    rollouts_notification_token: pulumi.Output[str] = field(repr=False)  # argo-rollouts-notification-secret
 
     @property
     def labels(self) -> dict[str, str]:
