@@ -69,6 +69,18 @@ class LakeSink:
         pass
 
 
+EVENT_TYPE_AT = EVENT_SCHEMA.names.index("event_type")
+
+
+def encode_event(row: Row) -> bytes:
+    """One event as the JSON of a Pub/Sub message: EVENT_SCHEMA's fields, ``ts`` in ISO 8601 (UTC). The topic's
+    Cloud Storage subscription writes these, one per line, as ``.jsonl`` files into the bronze lake, where
+    ``reco ingest`` reads them beside Parquet."""
+    record = dict(zip(EVENT_SCHEMA.names, row, strict=True))
+    record["ts"] = record["ts"].isoformat()
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
 class PubSubSink:
     """Publishes one JSON message per event to a Pub/Sub topic; ``write`` returns when all are acked.
 
@@ -87,13 +99,10 @@ class PubSubSink:
         )
 
     def write(self, rows: Sequence[Row], day: dt.date) -> None:
-        names = EVENT_SCHEMA.names
         futures = []
         for row in rows:
-            record = dict(zip(names, row, strict=True))
-            record["ts"] = record["ts"].isoformat()
-            data = json.dumps(record, separators=(",", ":")).encode()
-            futures.append(self.client.publish(self.topic, data, event_type=record["event_type"], date=day.isoformat()))
+            data = encode_event(row)
+            futures.append(self.client.publish(self.topic, data, event_type=row[EVENT_TYPE_AT], date=day.isoformat()))
         for future in futures:
             future.result(timeout=60)
 

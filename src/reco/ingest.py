@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from reco.errors import NoDataError
+from reco.errors import NoDataError, RecoError
 from reco.importers import DERIVED_PREFIX, articles_quarantine_dir
 from reco.lake import partition_dir, partition_files, read_partition, replace_partition, write_atomic
 from reco.schemas import ARTICLE_SCHEMA, EVENT_SCHEMA, QUARANTINE_SCHEMA
@@ -83,7 +83,7 @@ def ingest_date(settings: Settings, day: dt.date, *, lateness_days: int | None =
     has no rows for ``day``.
     """
     lateness = settings.allowed_lateness_days if lateness_days is None else lateness_days
-    files = partition_files(settings.bronze_events_dir, day)
+    files = bronze_files(settings, day)
     bronze = _read_bronze(files) if files else None
     if bronze is None or bronze.num_rows == 0:
         raise NoDataError(f"no bronze events for {day} under {partition_dir(settings.bronze_events_dir, day)}")
@@ -110,7 +110,7 @@ def ingest_date(settings: Settings, day: dt.date, *, lateness_days: int | None =
     parts, arrivals = [valid.filter(on_time)], [arrival.filter(on_time)]
     offset = bronze.num_rows
     for k in range(1, lateness + 1):
-        later_files = partition_files(settings.bronze_events_dir, day + dt.timedelta(days=k))
+        later_files = bronze_files(settings, day + dt.timedelta(days=k))
         if not later_files:
             continue
         later = _read_bronze(later_files, only_day=day)
@@ -192,6 +192,50 @@ def build_silver_articles(settings: Settings) -> tuple[int, dict[str, int]]:
 # --- reading bronze --------------------------------------------------------------------------------
 
 
+def bronze_files(settings: Settings, day: dt.date) -> list[Path]:
+    """A bronze partition's files: Parquet (the local service, imports, the generator) and JSON lines (what
+    Pub/Sub's Cloud Storage subscription writes in production, one message per line)."""
+    folder = partition_dir(settings.bronze_events_dir, day)
+    if not folder.is_dir():
+        return []
+    return sorted([*partition_files(settings.bronze_events_dir, day), *folder.glob("*.jsonl")])
+
+
+def _read_jsonl(path: Path, only_day: dt.date | None) -> pa.Table:
+    """A Pub/Sub subscription's file: every value as text (the validator parses and checks them, as for a CSV
+    import); with ``only_day``, the rows whose ``ts`` is on that UTC day."""
+    import json
+
+    rows = []
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise RecoError(f"{path}: line {number} is not JSON ({error})") from error
+            if not isinstance(record, dict):
+                raise RecoError(f"{path}: line {number} is not a JSON object")
+            rows.append(record)
+    names = [f.name for f in EVENT_SCHEMA if any(f.name in r for r in rows)]
+    table = pa.table({n: pa.array([None if r.get(n) is None else str(r[n]) for r in rows], pa.string()) for n in names})
+    if only_day is not None and "ts" in names:
+        keep = [_utc_day(v) == only_day for v in table.column("ts").to_pylist()]
+        table = table.filter(pa.array(keep))
+    return table
+
+
+def _utc_day(text: str | None) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).date()
+
+
 def _arrival_order(files: Sequence[Path]) -> list[Path]:
     """Files in the order they landed: modification time, then name (for equal times)."""
     return sorted((f for f in files if not f.name.startswith(".")), key=lambda f: (f.stat().st_mtime_ns, f.name))
@@ -206,6 +250,9 @@ def _read_bronze(files: Sequence[Path], only_day: dt.date | None = None) -> pa.T
     """
     tables = []
     for path in _arrival_order(files):
+        if path.suffix == ".jsonl":
+            tables.append(_read_jsonl(path, only_day))
+            continue
         schema = pq.read_schema(path)
         names = [f.name for f in EVENT_SCHEMA if f.name in schema.names]
         filters = None

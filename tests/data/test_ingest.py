@@ -237,3 +237,43 @@ def test_generated_lake_ingests_to_exactly_the_distinct_events(settings: Setting
     for day, table in zip(list_dates(settings.silver_events_dir), tables, strict=True):
         days = pc.cast(table.column("ts"), pa.date32()).to_pylist()
         assert set(days) == {day}
+
+
+def write_pubsub_file(settings: Settings, arrival: dt.date, rows: list[dict[str, Any]], name: str) -> Path:
+    """A file as Pub/Sub's Cloud Storage subscription writes it: one message (the service's encoding) per line."""
+    from services.recommend.events import encode_event
+
+    folder = partition_dir(settings.bronze_events_dir, arrival)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(b"\n".join(encode_event(tuple(r[f.name] for f in EVENT_SCHEMA)) for r in rows) + b"\n")
+    return path
+
+
+def test_pubsub_json_lines_are_ingested_beside_parquet(settings: Settings) -> None:
+    write_bronze(settings, D, [event("p1", at(D, 9))], 1000)
+    write_pubsub_file(settings, D, [event("j1", at(D, 8), position=2, propensity=0.25, dwell_ms=1200, event_type="read"),
+                                    event("p1", at(D, 9)), event("j2", at(D, 23, 59))], "10_00_00Zabc.jsonl")  # fmt: skip
+
+    report = ingest_date(settings, D)
+
+    table = silver(settings, D)
+    assert table.schema == EVENT_SCHEMA
+    assert table.column("event_id").to_pylist() == ["j1", "p1", "j2"]
+    j1 = table.filter(pc.equal(table.column("event_id"), "j1")).to_pylist()[0]
+    assert (j1["position"], j1["propensity"], j1["dwell_ms"], j1["event_type"]) == (2, 0.25, 1200, "read")
+    assert j1["ts"] == at(D, 8)
+    assert (report.bronze_rows, report.deduplicated, report.silver_rows) == (4, 1, 3)
+
+
+def test_a_late_pubsub_file_joins_its_day_and_a_broken_line_is_named(settings: Settings) -> None:
+    write_bronze(settings, D, [event("p1", at(D, 9))], 1000)
+    # Written the next day (the subscription files by arrival), holding one event of D and one of D+1.
+    write_pubsub_file(settings, D + dt.timedelta(days=1), [event("late", at(D, 22)), event("next", at(D + dt.timedelta(days=1), 1))], "a.jsonl")
+    ingest_date(settings, D)
+    assert silver(settings, D).column("event_id").to_pylist() == ["p1", "late"]
+
+    broken = partition_dir(settings.bronze_events_dir, D) / "b.jsonl"
+    broken.write_text('{"event_id": "x"}\nnot json\n')
+    with pytest.raises(Exception, match=r"b\.jsonl: line 2 is not JSON"):
+        ingest_date(settings, D)
