@@ -195,11 +195,27 @@ def data_generate(
     drift_day: Annotated[
         int | None, typer.Option("--drift-day", help="1-based day index from which preferences shift.")
     ] = None,
+    catalog: Annotated[
+        str,
+        typer.Option(
+            help="news: articles live for hours to days, slates with impressions; "
+            "evergreen: items live for months, clicks and reads only (a blog, an editorial shop)."
+        ),
+    ] = "news",
+    articles_file: Annotated[
+        bool,
+        typer.Option(
+            "--article-metadata/--no-articles",
+            help="Write article metadata; without it the articles are derived from the log, as import-events does.",
+        ),
+    ] = True,
     workdir: WorkdirOpt = None,
 ) -> None:
-    """Write synthetic news-site traffic (impressions, clicks, reads) to the bronze lake."""
-    from reco.generate import generate
+    """Write synthetic traffic (news: impressions, clicks, reads; evergreen: clicks, reads) to the bronze lake."""
+    from reco.generate import CATALOGS, generate
 
+    if catalog not in CATALOGS:
+        raise typer.BadParameter(f"one of {', '.join(CATALOGS)}", param_hint="--catalog")
     report = generate(
         settings_for(workdir),
         users=users,
@@ -208,6 +224,8 @@ def data_generate(
         seed=seed,
         end=end.date() if end else None,
         drift_day=drift_day,
+        catalog="evergreen" if catalog == "evergreen" else "news",
+        write_articles=articles_file,
     )
     print_mapping("generated", dict(vars(report)))
 

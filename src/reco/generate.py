@@ -32,18 +32,23 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from reco.errors import RecoError
+from reco.importers import DERIVED_PREFIX
 from reco.lake import append_batch, partition_dir, write_atomic
 from reco.oracle import write_manifest
-from reco.schemas import ARTICLE_SCHEMA, EVENT_SCHEMA
+from reco.schemas import ARTICLE_SCHEMA, EVENT_SCHEMA, UNKNOWN_CATEGORY
 from reco.settings import Settings
 
 DAY_S = 86_400.0
+# What kind of site is simulated: a news site (this module) or one whose items live for months (``reco.evergreen``).
+Catalog = Literal["news", "evergreen"]
+CATALOGS: tuple[str, ...] = ("news", "evergreen")
 SLATE_SIZE = 10
 MODEL_VERSION = "logging-policy"
 VARIANT = "stable"
@@ -151,6 +156,8 @@ class GenerateReport:
     duplicates: int
     late: int
     seconds: float
+    catalog: str = "news"
+    articles_derived: int = 0  # article rows derived from the log (``write_articles=False``)
 
 
 @dataclass
@@ -248,9 +255,15 @@ def make_articles(seed: int, n_articles: int, days: int, drift_day: int | None =
     taste = rng.normal(0.0, TASTE_SCALE, (n_articles, TASTE_DIM))
     picks = rng.integers(0, 1 << 30, (n_articles, 5))
     has_abstract = rng.random(n_articles) < 0.85
+    titles, abstracts = _titles(category, picks, has_abstract)
+    return Catalogue(published, category, quality, policy_prior, half_life, taste, titles, abstracts)
+
+
+def _titles(category: np.ndarray, picks: np.ndarray, has_abstract: np.ndarray) -> tuple[list[str], list[str | None]]:
+    """A title and an optional abstract per article from its category and five random ``picks``."""
     titles: list[str] = []
     abstracts: list[str | None] = []
-    for i in range(n_articles):
+    for i in range(len(category)):
         topics = _TOPICS[CATEGORIES[category[i]]]
         adj, topic, verb, place = (
             _ADJECTIVES[picks[i, 0] % len(_ADJECTIVES)],
@@ -263,7 +276,7 @@ def make_articles(seed: int, n_articles: int, days: int, drift_day: int | None =
         abstracts.append(
             f"{place}: what the {adj} {topic} means for readers from {other} and beyond." if has_abstract[i] else None
         )
-    return Catalogue(published, category, quality, policy_prior, half_life, taste, titles, abstracts)
+    return titles, abstracts
 
 
 def make_users(seed: int, n_users: int) -> Population:
@@ -316,6 +329,23 @@ def _article_table(cat: Catalogue, start: dt.date) -> pa.Table:
             pa.array(np.asarray(CATEGORIES, dtype=object)[cat.category], pa.string()),
             pa.array(cat.titles, pa.string()),
             pa.array(cat.abstracts, pa.string()),
+        ],
+        schema=ARTICLE_SCHEMA,
+    )
+
+
+def _derived_articles(first_seen: np.ndarray, epoch_us: int) -> pa.Table:
+    """The article rows an import derives from a click log: one per article with an event,
+    ``published_at`` = its first event (``first_seen``: (n_articles,) seconds, inf if none)."""
+    index = np.flatnonzero(np.isfinite(first_seen))
+    ids = _names("a", index)
+    return pa.Table.from_arrays(
+        [
+            ids,
+            pa.array(epoch_us + np.round(first_seen[index] * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
+            pa.array([UNKNOWN_CATEGORY] * len(index), pa.string()),
+            ids,
+            pa.nulls(len(index), pa.string()),
         ],
         schema=ARTICLE_SCHEMA,
     )
@@ -527,12 +557,23 @@ def _empty_events() -> _Events:
 
 
 def _event_table(ev: _Events, seed: int, epoch_us: int) -> pa.Table:
-    """The bronze rows of ``ev``, exactly ``EVENT_SCHEMA``."""
+    """The bronze rows of ``ev``, exactly ``EVENT_SCHEMA``. Events without a slate (``slate`` < 0:
+    a click log, no recommender in the loop) have null request, position, propensity, model and variant."""
     n = len(ev)
     gen_day = pc.cast(pa.array(ev.gen_day), pa.string())
     event_id = pc.binary_join_element_wise(f"g{seed}-", gen_day, "-", pc.cast(pa.array(ev.seq), pa.string()), "")
-    request_id = pc.binary_join_element_wise(f"r{seed}-", gen_day, "-", pc.cast(pa.array(ev.slate), pa.string()), "")
+    no_slate = pa.array(ev.slate < 0)
+    request_id = pc.if_else(
+        no_slate,
+        pa.scalar(None, pa.string()),
+        pc.binary_join_element_wise(f"r{seed}-", gen_day, "-", pc.cast(pa.array(ev.slate), pa.string()), ""),
+    )
     ts_us = epoch_us + np.round(ev.t * 1e6).astype(np.int64)
+
+    def constant(value: str) -> pa.Array:
+        column = pa.array(np.full(n, value, dtype=object), pa.string()) if n else pa.array([], pa.string())
+        return pc.if_else(no_slate, pa.scalar(None, pa.string()), column)
+
     return pa.Table.from_arrays(
         [
             event_id,
@@ -542,18 +583,18 @@ def _event_table(ev: _Events, seed: int, epoch_us: int) -> pa.Table:
             pa.array(EVENT_TYPE_NAMES, pa.string()).take(pa.array(ev.etype.astype(np.int32))),
             pa.array(ev.dwell_ms, pa.int64(), mask=ev.dwell_ms < 0),
             request_id,
-            pa.array(ev.position, pa.int32()),
-            pa.array(np.full(n, MODEL_VERSION, dtype=object), pa.string()) if n else pa.array([], pa.string()),
-            pa.array(np.full(n, VARIANT, dtype=object), pa.string()) if n else pa.array([], pa.string()),
-            pa.array(ev.propensity, pa.float64()),
+            pa.array(ev.position, pa.int32(), mask=ev.slate < 0),
+            constant(MODEL_VERSION),
+            constant(VARIANT),
+            pa.array(ev.propensity, pa.float64(), mask=ev.slate < 0),
         ],
         schema=EVENT_SCHEMA,
     )
 
 
-def _remove_generated(folder: Path) -> None:
+def _remove_generated(folder: Path, prefix: str = "generated-") -> None:
     if folder.is_dir():
-        for old in folder.glob("generated-*.parquet"):
+        for old in folder.glob(f"{prefix}*.parquet"):
             old.unlink()
 
 
@@ -566,8 +607,17 @@ def generate(
     seed: int,
     end: dt.date | None = None,
     drift_day: int | None = None,
+    catalog: Catalog = "news",
+    write_articles: bool = True,
 ) -> GenerateReport:
     """Write ``days`` days of synthetic traffic ending at ``end`` (default today, UTC) to the bronze lake.
+
+    ``catalog``: ``"news"`` (this module: hours-long article lives, a logging policy's slates with
+    impressions) or ``"evergreen"`` (``reco.evergreen``: items that live for months, clicks and reads
+    only, no drift). ``write_articles=False`` writes no article metadata: the articles are derived
+    from the log as ``reco data import-events`` derives them for a click log without an article file
+    (``derived-generated-<seed>.parquet``: ``published_at`` = first event, category ``unknown``,
+    title = id).
 
     Articles go to ``bronze/articles/generated-<seed>.parquet`` (``ARTICLE_SCHEMA``, ids ``a000123`` in
     publication order); events to ``bronze/events/date=D/generated-<uuid>.parquet`` (``EVENT_SCHEMA``,
@@ -597,9 +647,13 @@ def generate(
     preference to two trending (small) categories and change activity (on average more sessions), 30%
     of the articles published from day K are about those categories, and the logging policy follows the
     users halfway; the days before K (events and articles) are row for row the same as without drift.
-    Raises ``RecoError`` on impossible sizes.
+    Raises ``RecoError`` on impossible sizes, an unknown catalogue or a drift asked of an evergreen one.
     """
     started = time.perf_counter()
+    if catalog not in CATALOGS:
+        raise RecoError(f"--catalog must be one of {', '.join(CATALOGS)} (got {catalog!r})")
+    if catalog == "evergreen" and drift_day is not None:
+        raise RecoError("--drift-day is for the news catalogue: evergreen tastes are stable")
     if users < 1 or days < 1:
         raise RecoError(f"need at least one user and one day (got users={users}, days={days})")
     if articles < 3 * SLATE_SIZE:
@@ -610,12 +664,31 @@ def generate(
     start = end - dt.timedelta(days=days - 1)
     epoch_us = _epoch_us(start)
 
-    cat = make_articles(seed, articles, days, drift_day)
-    pop = make_users(seed, users)
-    write_manifest(settings, seed=seed, users=users, articles=articles, days=days, start=start, drift_day=drift_day)
+    if catalog == "evergreen":
+        from reco import evergreen
+
+        cat = evergreen.make_items(seed, articles, days)
+        pop = evergreen.make_people(seed, users)
+        read_log = evergreen.ReadLog(articles)
+    else:
+        cat = make_articles(seed, articles, days, drift_day)
+        pop = make_users(seed, users)
+    write_manifest(
+        settings,
+        seed=seed,
+        users=users,
+        articles=articles,
+        days=days,
+        start=start,
+        drift_day=drift_day,
+        catalog=catalog,
+    )
 
     _remove_generated(settings.bronze_articles_dir)
-    write_atomic(_article_table(cat, start), settings.bronze_articles_dir / f"generated-{seed}.parquet")
+    _remove_generated(settings.bronze_articles_dir, f"{DERIVED_PREFIX}generated-")
+    if write_articles:
+        write_atomic(_article_table(cat, start), settings.bronze_articles_dir / f"generated-{seed}.parquet")
+    first_seen = np.full(articles, np.inf)  # (n_articles,) first event time, for derived articles
     for d in range(days):
         _remove_generated(partition_dir(settings.bronze_events_dir, start + dt.timedelta(days=d)))
 
@@ -624,7 +697,10 @@ def generate(
     for d in range(days):
         day = start + dt.timedelta(days=d)
         drifted = drift_day is not None and d + 1 >= drift_day
-        ev = _simulate_day(d, seed, cat, pop, drifted, day.weekday())
+        if catalog == "evergreen":
+            ev = evergreen.simulate_day(d, seed, cat, pop, day.weekday(), read_log)
+        else:
+            ev = _simulate_day(d, seed, cat, pop, drifted, day.weekday())
         noise = _rng(seed, _STREAM_NOISE, d)
         # Arrival day: the ts day, one later for a late share; nothing arrives after the last day
         # (the log is cut at the last midnight, and the last day's arrivals are all on time).
@@ -648,11 +724,17 @@ def generate(
             batch = _Events.concat([batch, batch.take(dup)])
         if len(batch):
             append_batch(_event_table(batch, seed, epoch_us), settings.bronze_events_dir, day, prefix="generated")
+        np.minimum.at(first_seen, batch.article, batch.t)
         counts["events"] += len(batch)
         counts["duplicates"] += len(dup)
         counts["late"] += n_late
         for i, name in enumerate(EVENT_TYPE_NAMES):
             counts[name] += int(np.sum(batch.etype == i)) - int(np.sum(batch.etype[len(batch) - len(dup) :] == i))
+    derived = 0
+    if not write_articles:
+        table = _derived_articles(first_seen, epoch_us)
+        write_atomic(table, settings.bronze_articles_dir / f"{DERIVED_PREFIX}generated-{seed}.parquet")
+        derived = table.num_rows
 
     return GenerateReport(
         events=counts["events"],
@@ -667,4 +749,6 @@ def generate(
         duplicates=counts["duplicates"],
         late=counts["late"],
         seconds=round(time.perf_counter() - started, 3),
+        catalog=catalog,
+        articles_derived=derived,
     )
