@@ -108,6 +108,8 @@ def build_components(settings: Settings, service: ServiceSettings) -> Components
         return model
 
     holder = ModelHolder(resolve, load_and_warm, metrics, poll_interval_s=service.model_poll_interval_s)
+    # Unset: the model's learned fresh window (exploration.pool_max_age_hours).
+    explore_age = service.exploration_max_age_hours if "exploration_max_age_hours" in service.model_fields_set else None
     articles = ArticleStore(
         settings,
         store,
@@ -115,7 +117,7 @@ def build_components(settings: Settings, service: ServiceSettings) -> Components
         metrics=metrics,
         interval_s=service.article_refresh_interval_s,
         pool_size=service.exploration_pool_size,
-        pool_max_age_hours=service.exploration_max_age_hours,
+        pool_max_age_hours=explore_age,
         fallback_size=service.fallback_pool_size,
     )
     users = make_user_reader(settings, store, timeout_s=service.online_store_timeout_s)

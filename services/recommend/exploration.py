@@ -17,7 +17,8 @@ earlier exploration slots of the same list.
   eligible pool articles at that draw (pool minus articles already in the list, read by the
   user, excluded by the request, or outside the requested category).
 
-The pool itself (the least-viewed fresh articles) is built by ``services.recommend.features``.
+The pool itself (the least-viewed fresh articles) is built by ``services.recommend.features``;
+how old a "fresh" article may be is the model's (``pool_max_age_hours``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,21 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+# The pool's age limit when neither the service's setting nor the model says (hours).
+DEFAULT_POOL_MAX_AGE_HOURS = 48.0
+
+
+def pool_max_age_hours(model: Any | None, configured: float | None) -> float:
+    """How old an article may be and still enter the exploration pool (hours): the service's
+    setting when one is set (``RECO_EXPLORATION_MAX_AGE_HOURS``), else the fresh window the model
+    learned from its training log (``RuleSettings.fresh_max_age_hours``: hours on a news site,
+    months on a blog), else ``DEFAULT_POOL_MAX_AGE_HOURS``."""
+    if configured is not None:
+        return configured
+    learned = getattr(getattr(model, "rules", None), "fresh_max_age_hours", None)
+    return float(learned) if learned else DEFAULT_POOL_MAX_AGE_HOURS
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from feast.type_map import feast_value_type_to_python_type
 from reco.featurestore import feature_refs, online_features
 from reco.model import ArticleFeatures
 from reco.settings import Settings
+from services.recommend.exploration import pool_max_age_hours
 from services.recommend.metrics import Metrics
 from services.recommend.polling import Poller
 from services.recommend.resp import RespClient, RespError, pack_arguments
@@ -372,7 +373,7 @@ class ArticleStore(Poller):
         metrics: Metrics,
         interval_s: float,
         pool_size: int,
-        pool_max_age_hours: float,
+        pool_max_age_hours: float | None,
         fallback_size: int,
     ) -> None:
         self.settings = settings
@@ -381,6 +382,7 @@ class ArticleStore(Poller):
         self.metrics = metrics
         self.interval_s = interval_s
         self.pool_size = pool_size
+        # None: the model's learned fresh window (see exploration.pool_max_age_hours).
         self.pool_max_age_hours = pool_max_age_hours
         self.fallback_size = fallback_size
         self.current: ArticleSnapshot | None = None
@@ -427,7 +429,10 @@ class ArticleStore(Poller):
         if previous is not None and previous.source == "online" and previous.fingerprint == fingerprint:
             features = previous.features
         else:
-            horizon = max(self.pool_max_age_hours, getattr(getattr(model, "rules", None), "max_age_hours", 72.0))
+            horizon = max(
+                pool_max_age_hours(model, self.pool_max_age_hours),
+                getattr(getattr(model, "rules", None), "max_age_hours", 72.0),
+            )
             metadata = recent_articles(self.settings.silver_articles_path, now, horizon)
             ids = article_universe(self.settings, model, now, horizon)
             features = ArticleFeatures.from_frame(read_article_frame(self.settings, self.store, ids, metadata))
@@ -445,6 +450,7 @@ class ArticleStore(Poller):
 
     def _snapshot(self, features: ArticleFeatures, now: dt.datetime, source: str, fingerprint: tuple[Any, ...]) -> ArticleSnapshot:
         return build_snapshot(
-            features, now, source=source, pool_size=self.pool_size, pool_max_age_hours=self.pool_max_age_hours,
+            features, now, source=source, pool_size=self.pool_size,
+            pool_max_age_hours=pool_max_age_hours(self._current_model(), self.pool_max_age_hours),
             fallback_size=self.fallback_size, fingerprint=fingerprint,
         )  # fmt: skip

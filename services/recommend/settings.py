@@ -51,7 +51,8 @@ class ServiceSettings(BaseSettings):
     exploration_epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
     exploration_slots: int = Field(default=1, ge=0)
     # An article is "fresh" for exploration below this age, and "under-exposed" among the
-    # `exploration_pool_size` fresh articles with the fewest views in the last 24 h.
+    # `exploration_pool_size` fresh articles with the fewest views in the last 24 h. Unset, the age is
+    # the fresh window the model learned from its training log (48 h without a model that says).
     exploration_max_age_hours: float = Field(default=48.0, gt=0)
     exploration_pool_size: int = Field(default=200, gt=0)
     exploration_seed: int | None = None

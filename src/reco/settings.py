@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     # Training: days of silver before the run date; a drift-triggered retrain uses the shorter window.
     train_window_days: int = 14
     retrain_window_days: int = 4
+    # Time windows of the model, learned from the training log's click ages (reco.train.windows) unless
+    # set here: eligibility (max age), freshness decay half-life, and what counts as fresh (hours).
+    window_max_age_hours: float | None = Field(default=None, gt=0)
+    window_half_life_hours: float | None = Field(default=None, gt=0)
+    window_fresh_hours: float | None = Field(default=None, gt=0)
+    # ALS hyper-parameters, chosen on a validation day of the training window (reco.train.als) unless
+    # pinned here; a pinned one is not searched, all three pinned skip the search.
+    als_factors: int | None = Field(default=None, gt=0)
+    als_regularization: float | None = Field(default=None, ge=0)
+    als_alpha: float | None = Field(default=None, gt=0)
     # Where ALS is fitted. "gpu" uses implicit's CUDA ALS when it is usable and falls back to the CPU,
     # with the reason logged and recorded, when it is not (the reason is in the run's MLflow tags).
     train_device: Literal["cpu", "gpu"] = "cpu"

@@ -193,14 +193,20 @@ def _fresh_and_popular(
         popular = fast[0]
     else:
         popular = _top_indices(_window_popular(articles, ok, lo, hi, now_s, rules), rules.n_popular)
-    picked = [(popular, _SRC_BIT["popular"]), (_newest(ok, None, lo, hi, rules.n_fresh), _SRC_BIT["fresh"])]
+    # The fresh sources draw from the rows published within the fresh window only (getattr: a
+    # RuleSettings unpickled from before the field existed has no attribute).
+    fresh_h = getattr(rules, "fresh_max_age_hours", rules.max_age_hours)
+    off = max(0, int(np.searchsorted(articles.published_s[lo:hi], now_s - fresh_h * 3600.0, side="left")))
+    fresh_ok = ok[off:]
+    newest = _newest(fresh_ok, None, lo + off, hi, rules.n_fresh) + off
+    picked = [(popular, _SRC_BIT["popular"]), (newest, _SRC_BIT["fresh"])]
     top_cats = sorted(affinity, key=lambda c: (-affinity[c], c))[: rules.n_top_categories]
     if category is not None:
         top_cats = [category]
     for cat in top_cats:
         code = articles.category_code(cat)
         if code >= 0:
-            newest = _newest(ok, aligned.cat_rows[code], lo, hi, rules.n_category_fresh)
+            newest = _newest(fresh_ok, aligned.cat_rows[code], lo + off, hi, rules.n_category_fresh) + off
             picked.append((newest, _SRC_BIT["category_fresh"]))
     return picked
 

@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 class RuleSettings:
     """Business rules and candidate budgets, stored inside the model (hours, counts)."""
 
+    # The time windows, learned from the training log's click ages (``reco.train.windows``) unless set:
+    # freshness decay half-life, eligibility (articles older than ``max_age_hours`` are never shown) and
+    # what counts as fresh (the fresh / category-fresh candidates, the service's exploration pool).
     half_life_hours: float = 24.0
     max_age_hours: float = 72.0
+    fresh_max_age_hours: float = 48.0
     # At most this many articles of one category per page of ``diversity_page`` positions (0: no cap).
     max_per_category: int = 5
     diversity_page: int = 10

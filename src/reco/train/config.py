@@ -4,6 +4,7 @@ result, and the names it shares with the MLflow and Feast stages."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from reco.model import RuleSettings
 
@@ -50,6 +51,15 @@ class TrainConfig:
     weights: ConfidenceWeights = field(default_factory=ConfidenceWeights)
     rules: RuleSettings = field(default_factory=RuleSettings)
     popularity_half_life_hours: float = 24.0
+    # Learn the rules' time windows from the training log (reco.train.windows); False keeps ``rules``'.
+    learn_windows: bool = True
+    # ALS hyper-parameters: chosen by NDCG@10 of ALS retrieval on the last training day, fitted on
+    # the days before it, over this grid (reco.train.als.choose_als); False keeps the values above.
+    search_als: bool = True
+    als_grid_factors: tuple[int, ...] = (16, 64, 128)
+    als_grid_regularization: tuple[float, ...] = (0.01, 1.0)
+    als_grid_alpha: tuple[float, ...] = (1.0, 20.0)
+    als_grid_max_users: int = 2_000  # validation users (a seeded sample past this)
     # Ranker rows are sampled down to this (uniformly, so the click rate stays the logged one).
     max_ranker_rows: int = 20_000
     negatives_per_click: int = 4
@@ -74,3 +84,7 @@ class TrainResult:
     # Where ALS was fitted ("cpu" | "gpu") and why: a gpu request falls back to the cpu when CUDA is unusable.
     train_device: str = "cpu"
     train_device_reason: str = "cpu requested"
+    # The learned time windows and where each came from (``reco.train.windows.Windows.summary``).
+    windows: dict[str, Any] = field(default_factory=dict)
+    # The ALS hyper-parameters used, how they were chosen and the grid's scores (``AlsChoice.summary``).
+    als_grid: dict[str, Any] = field(default_factory=dict)

@@ -14,11 +14,19 @@ import pandas as pd
 from reco.errors import InputFileError, NoDataError
 from reco.model import ArticleFeatures, LinearRanker, TwoStageModel
 from reco.settings import Settings
-from reco.train.als import _sub_model, build_matrix, fit_als, recency_popularity, select_als_device
+from reco.train.als import (
+    _sub_model,
+    build_matrix,
+    choose_als_for_window,
+    fit_als,
+    recency_popularity,
+    select_als_device,
+)
 from reco.train.config import JOINED_FEATURES, TrainConfig, TrainResult
 from reco.train.data import catalogue_frame, confidence, file_fingerprint, read_articles, read_events, training_days
 from reco.train.ranker import fit_ranker, ranker_matrix, ranker_rows
 from reco.train.tracking import _log_inputs, ensure_experiment, git_commit, log_two_stage, package_versions
+from reco.train.windows import training_windows
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +54,16 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
     conf = confidence(events, config.weights)
     if not (conf > 0).any():
         raise NoDataError(f"no click or read in the silver days {days[0]}..{days[-1]}")
+    windows = training_windows(settings, events, articles, config.rules, learn=config.learn_windows)
+    config = dataclasses.replace(config, rules=windows.rules(config.rules))
+    log.info("windows: %s", windows.summary())
 
     before = pd.Timestamp(ranker_day, tz="UTC") if ranker_day else None
     matrix, partial = build_matrix(events, config.weights, before=before)
-    als = fit_als(matrix.matrix, partial, config, select_als_device(settings.train_device))
+    device = select_als_device(settings.train_device)
+    config, als_choice = choose_als_for_window(settings, config, matrix, partial, events, articles, before, device)
+    log.info("ALS hyper-parameters: %s", als_choice.summary())
+    als = fit_als(matrix.matrix, partial, config, device)
     user_factors, item_factors, phase1, als_seconds = als.user_factors, als.item_factors, als.phase1, als.seconds
     log.info("ALS fitted on %s in %.2f s (%s)", als.device, als_seconds, als.device_reason)
 
@@ -128,6 +142,8 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
                 "ranker_status": ranker_status,
                 "train_device": als.device,
                 "train_device_reason": als.device_reason,
+                **windows.tags(),
+                **als_choice.tags(),
                 **{f"pkg.{k}": v for k, v in package_versions().items()},
             }
         )
@@ -145,6 +161,7 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
         _log_inputs(digests, settings.lake_dir)
         mlflow.log_dict(package_versions(), "environment/packages.json")
         mlflow.log_dict({"fingerprint": fingerprint, "files": digests}, "data/fingerprint.json")
+        mlflow.log_dict({"windows": windows.summary(), "als_grid": als_choice.summary()}, "train/choices.json")
         model_uri = log_two_stage(model, str(matrix.user_ids[0]), end.to_pydatetime())
         mlflow.set_tag("model_uri", model_uri)
         log_seconds = time.perf_counter() - log_started
@@ -159,6 +176,7 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
             "n_interactions": float(csr.nnz),
             "n_events": float(len(events)),
             "ranker_rows": float(n_rows),
+            **als_choice.metrics(),
         }
         if not np.isnan(ranker_auc):
             metrics["ranker_auc"] = ranker_auc
@@ -177,4 +195,6 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
         log_seconds=round(log_seconds, 3),
         train_device=als.device,
         train_device_reason=als.device_reason,
+        windows=windows.summary(),
+        als_grid=als_choice.summary(),
     )
