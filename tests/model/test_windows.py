@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from reco.model import ArticleFeatures, RuleSettings, TwoStageModel
+from reco.schemas import UNKNOWN_CATEGORY
 from reco.settings import Settings
 from reco.train import TrainConfig, load_run_model, train
 from reco.train.windows import (
@@ -19,6 +20,7 @@ from reco.train.windows import (
     HALF_LIFE_BOUNDS,
     MAX_AGE_BOUNDS,
     MIN_CLICKS,
+    censored_by_log,
     click_ages_hours,
     ctr_half_life,
     learn_windows,
@@ -157,6 +159,54 @@ def test_click_ages_use_reads_without_clicks_and_skip_unknown_articles() -> None
         [events, pd.DataFrame({"ts": [NOW], "user_id": "u", "article_id": ["a2"], "event_type": ["click"]})]
     )
     np.testing.assert_allclose(click_ages_hours(with_click, articles), [10.0])
+
+
+def derived_log(item_life_h: float, first_within_h: float, seed: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A 14-day click log without metadata: 300 articles, each first seen within ``first_within_h``
+    of the log's start and clicked 20 times within ``item_life_h`` of it (cut at the log's end); the
+    articles are dated by their first event, as an import derives them."""
+    rng = np.random.default_rng(seed)
+    start, span_h = NOW - pd.Timedelta(days=14), 14 * DAY_H
+    first = rng.uniform(0.0, first_within_h, 300)
+    offsets = np.concatenate([[0.0], np.sort(rng.uniform(0.0, item_life_h, 19))])
+    at = (first[:, None] + offsets[None, :]).ravel()
+    article = np.repeat([f"d{i}" for i in range(300)], 20)
+    keep = at < span_h
+    events = pd.DataFrame(
+        {
+            "ts": start + pd.to_timedelta(at[keep], unit="h"),
+            "user_id": "u",
+            "article_id": article[keep],
+            "event_type": "click",
+        }
+    )
+    seen = events.groupby("article_id")["ts"].min()
+    articles = pd.DataFrame({"article_id": seen.index, "published_at": seen.to_numpy(), "category": UNKNOWN_CATEGORY})
+    return events, articles
+
+
+def test_derived_articles_whose_ages_reach_the_logs_length_leave_the_windows_open() -> None:
+    # A catalogue read for months, seen through a 14-day log (every article is live from its first
+    # day): ages are the log's length.
+    events, articles = derived_log(item_life_h=120 * DAY_H, first_within_h=DAY_H)
+    why = censored_by_log(events, articles)
+    assert why is not None and "first event" in why
+    windows = training_windows(Settings(workdir="/nonexistent"), events, articles, RuleSettings())
+    assert (windows.max_age_hours, windows.half_life_hours, windows.fresh_max_age_hours) == (
+        MAX_AGE_BOUNDS[1],
+        HALF_LIFE_BOUNDS[1],
+        FRESH_BOUNDS[1],
+    )
+    assert all(source.startswith("open:") for source in windows.sources.values())
+    # A news log without metadata: clicks end within two days of a first event, the windows are learned.
+    news_events, news_articles = derived_log(item_life_h=48.0, first_within_h=14 * DAY_H)
+    assert censored_by_log(news_events, news_articles) is None
+    assert (
+        training_windows(Settings(workdir="/nonexistent"), news_events, news_articles, RuleSettings()).max_age_hours
+        < 72
+    )
+    # Described articles are dated by their metadata: never censored.
+    assert censored_by_log(events, articles.assign(category="news")) is None
 
 
 def impression_log(half_life_h: float | None, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -18,6 +18,12 @@ the moment of each click in the training window (reads when the log has no click
 
 Each is clipped to a floor and a cap (hours), and a setting (``RECO_WINDOW_*``) overrides it; the
 record of the run says which values were learned, overridden or kept as defaults, and why.
+
+Articles without metadata (category ``UNKNOWN_CATEGORY``, derived from a click log) are dated by their
+first event in the log, so their click ages are cut by the log's own length. When most clicks are on
+such articles and their ages reach ``CENSORED_SHARE`` of the log's span, the log cannot tell when
+clicks stop: the windows are left open (the caps) rather than learned from the log's length; a news
+log without metadata, whose clicks end within days of a first event, still learns its windows.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from reco.model import RuleSettings, epoch_seconds
+from reco.schemas import UNKNOWN_CATEGORY
 from reco.settings import Settings
 
 MAX_AGE_QUANTILE = 0.99
@@ -45,6 +52,8 @@ CTR_BINS = 10
 MIN_BINS = 3
 MIN_BIN_CLICKS = 5
 YEAR_H = 365.0 * 24.0
+# Ages of derived articles reaching this share of the log's span are the log's length, not readers'.
+CENSORED_SHARE = 0.8
 # (floor, cap) in hours: a day's articles are always eligible, nothing older than a year is.
 MAX_AGE_BOUNDS = (24.0, YEAR_H)
 HALF_LIFE_BOUNDS = (6.0, YEAR_H)
@@ -166,12 +175,14 @@ def learn_windows(
     ctr_half_life_hours: tuple[float, str] | None = None,
     defaults: RuleSettings | None = None,
     overrides: dict[str, float | None] | None = None,
+    censored: str | None = None,
 ) -> Windows:
     """The windows for click ages ``ages_hours`` ((n,) hours), see the module docstring.
 
     ``ctr_half_life_hours``: (half-life, how) from ``ctr_half_life`` when the log has impressions.
     ``defaults``: kept when there are fewer than ``MIN_CLICKS`` ages. ``overrides``: RuleSettings
     field -> value (None: not overridden); an override wins over everything, floors and caps included.
+    ``censored``: why the ages are cut by the log itself (``censored_by_log``): the windows are then open.
     """
     defaults = defaults or RuleSettings()
     overrides = overrides or {}
@@ -180,9 +191,16 @@ def learn_windows(
     values: dict[str, float] = {}
     sources: dict[str, str] = {}
     quantiles: dict[str, float] = {"n": float(len(ages))}
-    if len(ages) >= MIN_CLICKS:
+    if len(ages):
         q50, q95, q99 = (float(q) for q in np.quantile(ages, [0.5, FRESH_QUANTILE, MAX_AGE_QUANTILE]))
         quantiles |= {"q50": round(q50, 2), "q95": round(q95, 2), "q99": round(q99, 2)}
+    if censored is not None:
+        caps = {"max_age_hours": MAX_AGE_BOUNDS[1], "half_life_hours": HALF_LIFE_BOUNDS[1]}
+        caps["fresh_max_age_hours"] = FRESH_BOUNDS[1]
+        for name, cap in caps.items():
+            values[name] = cap
+            sources[name] = f"open: {censored}"
+    elif len(ages) >= MIN_CLICKS:
         value, clipped = _clip(math.ceil(MARGIN * q99), MAX_AGE_BOUNDS)
         values["max_age_hours"] = value
         sources["max_age_hours"] = f"learned: {MARGIN:g} x q{MAX_AGE_QUANTILE * 100:g} click age {q99:.1f} h{clipped}"
@@ -218,6 +236,30 @@ def learn_windows(
     )
 
 
+def censored_by_log(events: pd.DataFrame, articles: pd.DataFrame) -> str | None:
+    """Why the click ages of ``events`` are cut by the log itself (see the module docstring), or None."""
+    derived = set(articles.loc[articles["category"] == UNKNOWN_CATEGORY, "article_id"])
+    if not derived:
+        return None
+    kind = events["event_type"].to_numpy()
+    clicks = events.loc[kind == ("click" if (kind == "click").any() else "read")]
+    on_derived = clicks["article_id"].isin(derived).to_numpy()
+    if not on_derived.any() or on_derived.mean() < 0.5:
+        return None
+    ages = click_ages_hours(clicks.loc[on_derived], articles)
+    published = articles.loc[articles["article_id"].isin(derived), "published_at"]
+    span_h = (epoch_seconds(clicks["ts"].to_numpy()).max() - np.nanmin(epoch_seconds(published.to_numpy()))) / 3600.0
+    if len(ages) == 0 or not span_h > 0:
+        return None
+    q99 = float(np.quantile(ages, MAX_AGE_QUANTILE))
+    if q99 < CENSORED_SHARE * span_h:
+        return None
+    return (
+        f"{on_derived.mean():.0%} of clicks are on articles dated by their first event in the log, and their "
+        f"q{MAX_AGE_QUANTILE * 100:g} click age {q99:.0f} h reaches the log's span {span_h:.0f} h"
+    )
+
+
 def training_windows(
     settings: Settings, events: pd.DataFrame, articles: pd.DataFrame, defaults: RuleSettings, *, learn: bool = True
 ) -> Windows:
@@ -236,4 +278,5 @@ def training_windows(
         ctr_half_life_hours=ctr_half_life(events, articles),
         defaults=defaults,
         overrides=overrides,
+        censored=censored_by_log(events, articles),
     )
