@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     als_factors: int | None = Field(default=None, gt=0)
     als_regularization: float | None = Field(default=None, ge=0)
     als_alpha: float | None = Field(default=None, gt=0)
+    # Serving rules chosen on the validation day (reco.train.rules_choice) unless pinned: the per-page category
+    # cap (0: none) and whether scores decay with age at the learned half-life.
+    diversity_cap: int | None = Field(default=None, ge=0)
+    decay: bool | None = None
     # Where ALS is fitted. "gpu" uses implicit's CUDA ALS when it is usable and falls back to the CPU,
     # with the reason logged and recorded, when it is not (the reason is in the run's MLflow tags).
     train_device: Literal["cpu", "gpu"] = "cpu"

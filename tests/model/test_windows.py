@@ -15,6 +15,7 @@ from reco.model import ArticleFeatures, RuleSettings, TwoStageModel
 from reco.schemas import UNKNOWN_CATEGORY
 from reco.settings import Settings
 from reco.train import TrainConfig, load_run_model, train
+from reco.train.rules_choice import NO_DECAY_HOURS
 from reco.train.windows import (
     FRESH_BOUNDS,
     HALF_LIFE_BOUNDS,
@@ -311,9 +312,11 @@ def test_training_learns_the_windows_chooses_als_and_stores_both_with_the_model(
     rules = world.model.rules
     # The generated news world keeps hour-to-day windows, and the saved model carries them.
     assert 48.0 <= windows["max_age_hours"] <= 96.0 and 12.0 <= windows["half_life_hours"] <= 36.0
+    # The decay is then kept at the learned half-life or switched off on the validation day (rules_choice).
+    decay = result.rules_choice["chosen"]["decay"]
     assert (rules.max_age_hours, rules.half_life_hours, rules.fresh_max_age_hours) == (
         windows["max_age_hours"],
-        windows["half_life_hours"],
+        windows["half_life_hours"] if decay else NO_DECAY_HOURS,
         windows["fresh_max_age_hours"],
     )
     assert windows["source"]["half_life_hours"].startswith("learned: CTR by age")

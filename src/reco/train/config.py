@@ -63,6 +63,8 @@ class TrainConfig:
     # Ranker rows are sampled down to this (uniformly, so the click rate stays the logged one).
     max_ranker_rows: int = 20_000
     negatives_per_click: int = 4
+    # Ranker rows: "sampled" (clicks + eligible negatives) or "impressions" (see reco.train.ranker.ranker_rows).
+    ranker_rows: str = "sampled"
     ranker_c: float = 1.0
 
 
@@ -88,3 +90,5 @@ class TrainResult:
     windows: dict[str, Any] = field(default_factory=dict)
     # The ALS hyper-parameters used, how they were chosen and the grid's scores (``AlsChoice.summary``).
     als_grid: dict[str, Any] = field(default_factory=dict)
+    # The category cap and decay chosen on the validation day (``reco.train.rules_choice``).
+    rules_choice: dict[str, Any] = field(default_factory=dict)

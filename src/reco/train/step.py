@@ -25,6 +25,8 @@ from reco.train.als import (
 from reco.train.config import JOINED_FEATURES, TrainConfig, TrainResult
 from reco.train.data import catalogue_frame, confidence, file_fingerprint, read_articles, read_events, training_days
 from reco.train.ranker import fit_ranker, ranker_matrix, ranker_rows
+from reco.train.rules_choice import RulesChoice, choose_rules, validation_model
+from reco.train.rules_choice import apply as apply_rules
 from reco.train.tracking import _log_inputs, ensure_experiment, git_commit, log_two_stage, package_versions
 from reco.train.windows import training_windows
 
@@ -89,6 +91,19 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
             )
     log.info("ranker: %s", ranker_status)
 
+    rules_choice = RulesChoice({"max_per_category": config.rules.max_per_category, "decay": True},
+                               how="kept: no validation day (a single training day)")  # fmt: skip
+    if ranker_day is not None and phase1 is not None and partial is not None and before is not None:
+        earlier = (events["ts"] < before).to_numpy()
+        popularity_at_l = recency_popularity(
+            events[earlier], conf[earlier], matrix.item_ids, before, config.popularity_half_life_hours
+        )
+        at_l = validation_model(_sub_model(matrix, phase1, partial, config), partial, matrix.user_ids,
+                                matrix.item_ids, popularity_at_l, ranker)  # fmt: skip
+        rules_choice = choose_rules(settings, at_l, ranker_day)
+        config = dataclasses.replace(config, rules=apply_rules(config.rules, rules_choice))
+    log.info("rules: %s", rules_choice.summary())
+
     csr = matrix.matrix
     catalog = None
     snapshot_day = day - dt.timedelta(days=1)
@@ -144,6 +159,7 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
                 "train_device_reason": als.device_reason,
                 **windows.tags(),
                 **als_choice.tags(),
+                **rules_choice.tags(),
                 **{f"pkg.{k}": v for k, v in package_versions().items()},
             }
         )
@@ -197,4 +213,5 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
         train_device_reason=als.device_reason,
         windows=windows.summary(),
         als_grid=als_choice.summary(),
+        rules_choice=rules_choice.summary(),
     )
