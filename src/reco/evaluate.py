@@ -348,6 +348,26 @@ def strongest(baselines: Mapping[str, Mapping[str, float]], names: tuple[str, ..
     return max(present, key=lambda n: (float(baselines[n]["ndcg@10"]), -present.index(n)))
 
 
+def champion_not_comparable(champion: TwoStageModel | None, day: dt.date) -> str | None:
+    """Why ``champion`` cannot be scored on ``day`` (None when it can): trained on data at or after ``day`` (a
+    backfill of an earlier date), its history filter would remove ``day``'s own clicks from its lists, and
+    the comparison would be broken, not lost."""
+    if champion is None or not champion.trained_until:
+        return None
+    try:
+        until = dt.datetime.fromisoformat(champion.trained_until)
+    except ValueError:
+        return None
+    until = until if until.tzinfo else until.replace(tzinfo=dt.UTC)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    if until <= start:
+        return None
+    return (
+        f"champion version {champion.version} was trained on data up to {until:%Y-%m-%d %H:%M}, after the start "
+        f"of the test day {day}: not comparable"
+    )
+
+
 def _champion(settings: Settings) -> TwoStageModel | None:
     try:
         return load_model(settings, "champion")
@@ -403,7 +423,9 @@ def evaluate(settings: Settings, day: dt.date, run_id: str, *, max_ope_requests:
         )
 
     model_lists = request_lists(model, test)
-    champion_lists = request_lists(champion, test) if champion is not None else None
+    not_comparable = champion_not_comparable(champion, day)
+    scored_champion = champion if not_comparable is None else None
+    champion_lists = request_lists(scored_champion, test) if scored_champion is not None else None
     oracle = load_oracle(settings, test.articles)
     lists = baseline_lists(model, test, oracle=oracle)
     baselines = {name: score(by_request) for name, by_request in lists.items()}
@@ -416,6 +438,8 @@ def evaluate(settings: Settings, day: dt.date, run_id: str, *, max_ope_requests:
         "popularity": baselines["popularity"],
         "strongest_heuristic": strongest(baselines),
     }
+    if not_comparable is not None:
+        metrics["champion_not_comparable"] = not_comparable
     against = dict(lists)
     if champion_lists is not None:
         against["champion"] = champion_lists

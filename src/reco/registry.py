@@ -41,29 +41,69 @@ class GateResult:
     champion_version: str | None
 
 
-def gate(metrics: Mapping[str, Any], *, has_champion: bool, min_gain: float, max_guard_drop: float) -> tuple[bool, str]:
-    """(promote?, reason) from evaluation metrics (``reco.evaluate.EvalResult.metrics``).
+def gate(
+    metrics: Mapping[str, Any],
+    *,
+    has_champion: bool,
+    min_gain: float,
+    max_guard_drop: float,
+    heuristic_rule: str = "not-worse",
+) -> tuple[bool, str]:
+    """(promote?, reason) from evaluation metrics (``reco.evaluate.EvalResult.metrics``). The rule, in order:
 
-    With a champion: promote only if ndcg@10 >= champion × (1 + min_gain), ndcg@10 >= popularity's,
-    and no guard metric (coverage, recall@20) falls below champion × (1 - max_guard_drop).
-    Without one: the first model must beat popularity (ndcg@10 strictly greater).
+    1. **The best simple rule.** H = ``strongest_heuristic`` (the best of popularity, newest, newest in the
+       top category, fresh-popular on this test day) and its paired bootstrap 95 % interval of the model's
+       NDCG@10 difference, [lo, hi]. ``heuristic_rule`` "not-worse" (default): rejected when hi < 0 — the model
+       is shown to lose to H; "beats": rejected unless lo > 0 — it must be shown to win.
+    2. **The champion**, when there is one and it is comparable: promoted only if NDCG@10 >= champion x
+       (1 + ``min_gain``) **and** the paired interval's lower bound against the champion is above 0, and no
+       guard metric (coverage, recall@20) falls below champion x (1 - ``max_guard_drop``).
+    3. A champion trained on data at or after the test day (``champion_not_comparable``, a backfill) cannot be
+       compared: the reason says so and the decision rests on 1. A champion that exists but was not scored
+       for any other reason blocks promotion.
+    4. No champion yet: 1 decides.
+
+    Metrics without intervals (written before they existed) fall back to point comparisons with popularity.
     """
     model = metrics["model"]
-    popularity = metrics["popularity"]
+    ndcg = float(model["ndcg@10"])
+    paired = metrics.get("paired") or {}
+    heuristic = metrics.get("strongest_heuristic")
+    failures: list[str] = []
+    if heuristic and heuristic in paired:
+        diff = paired[heuristic]
+        lo, hi = float(diff["lo"]), float(diff["hi"])
+        base = float(metrics["baselines"][heuristic]["ndcg@10"])
+        versus = f"ndcg@10 {ndcg:.4f} vs {heuristic} {base:.4f} ({float(diff['diff']):+.4f} [{lo:+.4f}, {hi:+.4f}])"
+        if heuristic_rule == "beats" and lo <= 0:
+            failures.append(f"not shown to beat the best simple rule: {versus}")
+        elif hi < 0:
+            failures.append(f"loses to the best simple rule: {versus}")
+    else:
+        base = float(metrics["popularity"]["ndcg@10"])
+        versus = f"ndcg@10 {ndcg:.4f} vs popularity {base:.4f}"
+        if ndcg <= base:
+            failures.append(f"must beat popularity: {versus}")
+
     champion = metrics.get("champion")
-    ndcg, pop = float(model["ndcg@10"]), float(popularity["ndcg@10"])
     if champion is None:
-        if has_champion:
+        not_comparable = metrics.get("champion_not_comparable")
+        if has_champion and not not_comparable:
             return False, "a champion exists but was not evaluated on this test day"
-        if ndcg > pop:
-            return True, f"first model: ndcg@10 {ndcg:.4f} beats popularity {pop:.4f}"
-        return False, f"first model must beat popularity: ndcg@10 {ndcg:.4f} <= popularity {pop:.4f}"
-    failures = []
+        prefix = f"{not_comparable}; decided on the baselines: " if has_champion else "first model: "
+        if failures:
+            return False, prefix + "; ".join(failures)
+        return True, prefix + versus
+
     needed = float(champion["ndcg@10"]) * (1.0 + min_gain)
     if ndcg < needed:
         failures.append(f"ndcg@10 {ndcg:.4f} < champion {float(champion['ndcg@10']):.4f} x {1 + min_gain:g}")
-    if ndcg < pop:
-        failures.append(f"ndcg@10 {ndcg:.4f} < popularity {pop:.4f}")
+    against = paired.get("champion")
+    if against is not None and float(against["lo"]) <= 0:
+        failures.append(
+            f"gain over the champion not shown: {float(against['diff']):+.4f} "
+            f"[{float(against['lo']):+.4f}, {float(against['hi']):+.4f}]"
+        )
     for name in GUARD_METRICS:
         floor = float(champion[name]) * (1.0 - max_guard_drop)
         if float(model[name]) < floor:
@@ -72,7 +112,10 @@ def gate(metrics: Mapping[str, Any], *, has_champion: bool, min_gain: float, max
             )
     if failures:
         return False, "; ".join(failures)
-    return True, f"ndcg@10 {ndcg:.4f} >= champion {float(champion['ndcg@10']):.4f} x {1 + min_gain:g}, guards hold"
+    gain = f" ({float(against['diff']):+.4f} [{float(against['lo']):+.4f}, {float(against['hi']):+.4f}])" if against else ""
+    return True, (
+        f"ndcg@10 {ndcg:.4f} >= champion {float(champion['ndcg@10']):.4f} x {1 + min_gain:g}{gain}, {versus}, guards hold"
+    )
 
 
 def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -128,7 +171,11 @@ def register_and_gate(
         )
     else:
         promote, reason = gate(
-            metrics, has_champion=champion_before is not None, min_gain=min_gain, max_guard_drop=max_guard_drop
+            metrics,
+            has_champion=champion_before is not None,
+            min_gain=min_gain,
+            max_guard_drop=max_guard_drop,
+            heuristic_rule=settings.gate_heuristic_rule,
         )
     decision = "promoted" if promote else "rejected"
     if promote:

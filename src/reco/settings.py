@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Quality gate: champion moves only on this relative NDCG@10 gain, and no guard metric drops more.
     gate_min_gain: float = 0.01
     gate_max_guard_drop: float = 0.05
+    # Against the best simple rule (reco.registry.gate): "not-worse" rejects a model shown to lose to it,
+    # "beats" also rejects one not shown to win (the paired interval's lower bound must be above 0).
+    gate_heuristic_rule: Literal["not-worse", "beats"] = "not-worse"
     # Monitor: share of drifted feature columns above which a retraining is recommended.
     drift_threshold: float = 0.3
     # Production (environment "gke"): where the monitor step submits a retraining run (Argo Server API,

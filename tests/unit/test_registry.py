@@ -47,3 +47,62 @@ def test_beating_the_champion_is_not_enough_below_popularity() -> None:
 def test_an_unevaluated_champion_blocks_promotion() -> None:
     ok, reason = decide(metrics(scores(0.9), None), has_champion=True)
     assert not ok and "not evaluated" in reason
+
+
+# -- with intervals: the best simple rule and the evidence of a gain ---------------------------------------------
+
+
+def with_evidence(
+    model: float,
+    heuristic: tuple[float, float, float],
+    champion: tuple[float, float, float] | None = None,
+    *,
+    champion_ndcg: float = 0.1,
+    not_comparable: str | None = None,
+) -> dict[str, Any]:
+    """Metrics as reco.evaluate writes them: ``heuristic`` / ``champion`` = (diff, lo, hi) of the paired interval."""
+    base = {"newest_top_category": scores(model - heuristic[0]), "popularity": scores(0.01), "newest": scores(0.05)}
+    paired = {"newest_top_category": dict(zip(("diff", "lo", "hi"), heuristic, strict=True))}
+    m: dict[str, Any] = {"model": scores(model), "baselines": base, "popularity": base["popularity"],
+                         "strongest_heuristic": "newest_top_category", "paired": paired, "champion": None}  # fmt: skip
+    if champion is not None:
+        m["champion"] = scores(champion_ndcg)
+        paired["champion"] = dict(zip(("diff", "lo", "hi"), champion, strict=True))
+    if not_comparable:
+        m["champion_not_comparable"] = not_comparable
+    return m
+
+
+def test_a_first_model_shown_to_lose_to_the_best_simple_rule_is_rejected() -> None:
+    ok, reason = decide(with_evidence(0.18, (-0.03, -0.04, -0.02)), has_champion=False)
+    assert not ok and "loses to the best simple rule" in reason and "newest_top_category" in reason
+
+
+def test_a_tie_with_the_rule_passes_not_worse_but_not_beats() -> None:
+    tie = with_evidence(0.214, (0.0004, -0.007, 0.008))
+    ok, reason = decide(tie, has_champion=False)
+    assert ok and reason.startswith("first model: ") and "[-0.0070, +0.0080]" in reason
+    ok, reason = gate(tie, has_champion=False, min_gain=0.01, max_guard_drop=0.05, heuristic_rule="beats")
+    assert not ok and "not shown to beat" in reason
+    assert gate(with_evidence(0.24, (0.02, 0.01, 0.03)), has_champion=False, min_gain=0.01, max_guard_drop=0.05,
+                heuristic_rule="beats")[0]  # fmt: skip
+
+
+def test_a_gain_over_the_champion_needs_its_interval_above_zero() -> None:
+    ok, reason = decide(with_evidence(0.12, (0.01, 0.005, 0.02), (0.02, -0.001, 0.04), champion_ndcg=0.10))
+    assert not ok and "gain over the champion not shown" in reason
+    ok, reason = decide(with_evidence(0.12, (0.01, 0.005, 0.02), (0.02, 0.004, 0.04), champion_ndcg=0.10))
+    assert ok and "champion" in reason and "guards hold" in reason
+
+
+def test_an_interval_above_zero_is_not_enough_below_the_minimum_gain() -> None:
+    ok, reason = decide(with_evidence(0.1005, (0.01, 0.005, 0.02), (0.0005, 0.0001, 0.001), champion_ndcg=0.10))
+    assert not ok and "x 1.01" in reason
+
+
+def test_a_champion_trained_after_the_test_day_is_not_compared_and_the_baselines_decide() -> None:
+    why = "champion version 4 was trained on data up to 2026-12-04 00:00, after the start of the test day 2026-12-01: not comparable"
+    ok, reason = decide(with_evidence(0.2, (0.01, 0.002, 0.02), not_comparable=why))
+    assert ok and "not comparable" in reason and "decided on the baselines" in reason
+    ok, reason = decide(with_evidence(0.2, (-0.03, -0.04, -0.02), not_comparable=why))
+    assert not ok and "not comparable" in reason and "loses" in reason
