@@ -82,7 +82,10 @@ def registry_loader(
         # Created on first use, in the holder's thread: an unreachable (or, with SQLite, not yet
         # created) registry is then a failed poll, retried, not a worker that fails to start.
         if not clients:
-            clients.append(MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri))
+            from reco.tracking_store import ready
+
+            uri = ready(settings)  # a pipeline may be creating a fresh store at the same moment
+            clients.append(MlflowClient(tracking_uri=uri, registry_uri=uri))
         return str(clients[0].get_model_version_by_alias(settings.model_name, alias).version)
 
     def load(version: str) -> Any:

@@ -209,7 +209,10 @@ class VersionInfo:
 
 
 def _client(settings: Settings) -> MlflowClient:
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    from reco.tracking_store import ready
+
+    uri = ready(settings)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def list_versions(settings: Settings) -> list[VersionInfo]:

@@ -109,6 +109,10 @@ def load_model_version(settings: Settings, version: str) -> TwoStageModel:
 def _registry_client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
+    from reco.tracking_store import ready
+
+    ready(settings)
+
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)

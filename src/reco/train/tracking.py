@@ -29,9 +29,9 @@ def ensure_experiment(settings: Settings) -> str:
 
     With the local SQLite store, artifacts go under ``mlflow_dir/artifacts`` (MLflow's default
     would be ./mlruns relative to whatever the current directory is)."""
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:"):
-        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    from reco.tracking_store import ready
+
+    uri = ready(settings)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     found = mlflow.get_experiment_by_name(EXPERIMENT)
