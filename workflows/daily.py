@@ -81,6 +81,7 @@ class Sizing:
 # Measured on the benchmark's 1M-event day (README "Benchmarks"), with headroom; a new step gets DEFAULT.
 SIZING: dict[str, Sizing] = {
     "ingest": Sizing("1", "2Gi", 1800),
+    "validate": Sizing("1", "2Gi", 900),  # pandera over the day in pandas: ~3 s, < 1 GiB at 1M events
     "features": Sizing("1", "4Gi", 1800),
     "train": Sizing("2", "8Gi", 3600),
     "evaluate": Sizing("1", "4Gi", 1800),

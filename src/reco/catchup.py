@@ -9,6 +9,7 @@ and featurizes the missing days first, oldest first:
 ==========  =====================================================================================
 step        reads
 ==========  =====================================================================================
+validate    silver of D and of the ``contract_volume_days`` (7) before it (the volume baseline)
 features    silver of the 30 days up to D (its windows)
 train       silver of the training window D-W..D-1; snapshots of D-W..D-1 (ranker rows join the
             snapshot before their day, the catalogue is D-1's)
@@ -17,9 +18,11 @@ monitor     snapshots of D and of the 7 reference days before D; silver of D-7..
 ==========  =====================================================================================
 
 A snapshot of day d is itself computed from the 30 days of silver up to d, so those are ingested
-too. Everything is bounded by the lake's first day (bronze, else silver): nothing before it exists,
-and a day inside the range without any bronze event (a site that was down) is recorded as ``empty``
-and skipped, not treated as an error. Ingest and features are idempotent, so a catch-up that
+too. Caught-up days are ingested and featurized, never validated: the data contract (the ``validate``
+step) judges the day a run answers for, D, and a run does not fail on history it only reads.
+Everything is bounded by the lake's first day (bronze, else silver): nothing before it exists, and a
+day inside the range without any bronze event (a site that was down) is recorded as ``empty`` and
+skipped, not treated as an error. Ingest and features are idempotent, so a catch-up that
 stops half-way is simply resumed by the next run. Days that are the run's own ``ingest`` /
 ``features`` steps (D itself, when those steps are selected) are left to them.
 """
@@ -85,6 +88,9 @@ def needs(settings: Settings, day: dt.date, steps: Iterable[str]) -> Needs:
     names = set(steps)
     wanted = Needs()
     before = day - dt.timedelta(days=1)
+    if "validate" in names:
+        wanted.silver.add(day)
+        wanted.silver |= _span(before, settings.contract_volume_days)
     if "features" in names:
         wanted.silver |= _span(before, USER_WINDOW_DAYS - 1)
     if "train" in names:

@@ -29,6 +29,10 @@ class NoDataError(RecoError):
     """A step found nothing to work on (e.g. no events for the run date)."""
 
 
+class DataContractError(RecoError):
+    """The day's data broke its contract (``reco.contract``): the same on every attempt, so never retried."""
+
+
 class RetryableError(RecoError):
     """A failure of something reco depends on (a server down or overloaded) that a later attempt may not meet."""
 

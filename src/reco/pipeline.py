@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reco.errors import NoDataError, RecoError, StepError
+from reco.errors import DataContractError, NoDataError, RecoError, StepError
 from reco.lake import list_dates
 from reco.settings import Settings
 
@@ -70,6 +70,18 @@ def _ingest(ctx: RunContext) -> dict[str, Any]:
     from reco.ingest import ingest_date
 
     return {"counts": {"ingest": _as_dict(ingest_date(ctx.settings, ctx.date))}}
+
+
+def _validate(ctx: RunContext) -> dict[str, Any]:
+    from reco.contract import ContractError, validate_day
+
+    try:
+        report = validate_day(ctx.settings, ctx.date)
+    except ContractError as error:
+        # The run stops here; its summary still says which checks failed, on how many rows, with examples.
+        ctx.summary["validate"] = error.report.summary()
+        raise
+    return {"validate": report.summary()}
 
 
 def _features(ctx: RunContext) -> dict[str, Any]:
@@ -153,6 +165,7 @@ def _run_id(ctx: RunContext) -> str:
 
 STEPS: list[Step] = [
     Step("ingest", _ingest, "bronze events of D -> typed, deduplicated silver; bad rows quarantined"),
+    Step("validate", _validate, "data contract of D's silver events and the article table; a breach stops the run"),
     Step("features", _features, "silver -> user/article feature tables; feast apply + materialize D"),
     Step("train", _train, "ALS retrieval + feature ranker + popularity on days < D, logged to MLflow", gpu=True),
     Step("evaluate", _evaluate, "served model vs ALS, popularity and champion on D; off-policy CTR"),
@@ -258,8 +271,8 @@ def run_step(ctx: RunContext, step: Step, on_event: StepCallback | None = None) 
             part = step.func(ctx)
         except Exception as error:
             seconds = time.perf_counter() - started
-            # A clear data error (nothing to work on) fails the same way on every attempt.
-            if attempt > step.retries or isinstance(error, NoDataError):
+            # A clear data error (nothing to work on, a broken contract) fails the same way on every attempt.
+            if attempt > step.retries or isinstance(error, (NoDataError, DataContractError)):
                 failure = StepError(step.name, ctx.date.isoformat(), error)
                 ctx.summary.setdefault("failed_step", step.name)
                 ctx.summary.setdefault("error", str(failure))

@@ -70,6 +70,24 @@ class Settings(BaseSettings):
     # Against the best simple rule (reco.registry.gate): "not-worse" rejects a model shown to lose to it,
     # "beats" also rejects one not shown to win (the paired interval's lower bound must be above 0).
     gate_heuristic_rule: Literal["not-worse", "beats"] = "not-worse"
+    # Data contract (reco.contract, the validate step): D's silver events and the article table before training.
+    # A column that the day's log carries for a type of event (position, request_id, propensity on impressions,
+    # dwell_ms on reads) may be missing from at most this share of that type's rows.
+    contract_max_null_rate: float = Field(default=0.01, ge=0, le=1)
+    contract_max_dwell_ms: int = Field(default=86_400_000, gt=0)  # a day, the service's own bound
+    contract_max_position: int = Field(default=999, ge=0)  # 0-based; the service accepts 1..1000
+    # Share of click/read rows whose article the article table lacks (derived articles count as described).
+    contract_max_orphan_rate: float = Field(default=0.0, ge=0, le=1)
+    # Volume: D's rows against the median of the earlier days with events among the last `contract_volume_days`;
+    # judged only with at least `contract_volume_min_days` of them.
+    contract_volume_min_ratio: float = Field(default=0.3, ge=0)
+    contract_volume_max_ratio: float = Field(default=3.0, gt=0)
+    contract_volume_days: int = Field(default=7, gt=0)
+    contract_volume_min_days: int = Field(default=3, gt=0)
+    contract_examples: int = Field(default=5, ge=0)  # example rows per failed check in the report
+    # False: a broken contract is reported (summary, reports/<D>/contract.md) but the run goes on — for a day an
+    # operator knows is real (a traffic spike on election night), never as a default.
+    contract_enforce: bool = True
     # Monitor: share of drifted feature columns above which a retraining is recommended.
     drift_threshold: float = 0.3
     # Production (environment "gke"): where the monitor step submits a retraining run (Argo Server API,

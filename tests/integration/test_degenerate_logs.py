@@ -126,7 +126,7 @@ def test_degenerate_log_runs_or_fails_with_one_line(case: str, tmp_path: Path) -
     summary = json.loads((workdir / "runs" / END.isoformat() / "summary.json").read_text())
     if "fails" not in spec:
         assert code == 0, out
-        assert set(summary["steps"]) == {"ingest", "features", "train", "evaluate", "register", "deploy", "monitor"}
+        assert set(summary["steps"]) == {"ingest", "validate", "features", "train", "evaluate", "register", "deploy", "monitor"}
         # What could not be done on this log is said, not silently dropped.
         assert summary["train"]["ranker_status"].startswith(spec.get("ranker", ""))
         if summary["gate"]["decision"] == "rejected":

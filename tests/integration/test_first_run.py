@@ -56,11 +56,14 @@ def test_quickstart_generate_then_pipeline_run(generated: Path, tmp_path: Path) 
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "catch-up" in ran.stdout
     summary = summary_of(workdir)
-    assert set(summary["steps"]) >= {"ingest", "features", "train", "evaluate", "register", "deploy", "monitor"}
+    assert set(summary["steps"]) >= {"ingest", "validate", "features", "train", "evaluate", "register", "deploy", "monitor"}
     caught = summary["catch_up"]
     assert caught["ingest"] and caught["features"] and caught["seconds"] > 0
     assert caught["days"] == sorted(set(caught["ingest"]) | set(caught["features"]))
     assert summary["date"] not in caught["ingest"]  # the run's own ingest step did D
+    # The data contract judged D only, not the days the catch-up prepared.
+    assert summary["validate"]["passed"] is True
+    assert [p.parent.name for p in workdir.glob("reports/*/contract.md")] == [summary["date"]]
     assert summary["gate"]["decision"] == "promoted", summary["gate"]
 
 

@@ -8,21 +8,25 @@ import copy
 import datetime as dt
 import json
 import math
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 
+from reco.errors import StepError
 from reco.generate import generate
-from reco.lake import list_dates
+from reco.lake import list_dates, partition_files, write_atomic
 from reco.pipeline import run_pipeline
 from reco.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 END = dt.date(2025, 3, 14)
-DAILY_STEPS = ["ingest", "features", "train", "evaluate", "register", "deploy", "monitor"]
+DAILY_STEPS = ["ingest", "validate", "features", "train", "evaluate", "register", "deploy", "monitor"]
 
 
 @dataclass
@@ -85,3 +89,32 @@ def test_rerunning_a_date_registers_a_new_version_and_the_champion_stays(lake: L
     name = lake.settings.model_name
     assert str(client.get_model_version_by_alias(name, "champion").version) == first["model_version"]
     assert str(client.get_model_version_by_alias(name, "challenger").version) == rerun["model_version"]
+
+
+def test_a_day_that_breaks_the_contract_stops_before_training_and_the_champion_stays(
+    lake: Lake, rerun: dict[str, Any], tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work"
+    shutil.copytree(lake.settings.workdir, workdir)
+    settings = lake.settings.model_copy(update={"workdir": workdir})
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    name = settings.model_name
+    champion = client.get_model_version_by_alias(name, "champion").version
+    versions = len(client.search_model_versions(f"name='{name}'"))
+    # The tracker lost four fifths of END's traffic: ingest takes what is there, the contract does not.
+    for path in partition_files(settings.bronze_events_dir, END):
+        table = pq.read_table(path)
+        write_atomic(table.slice(0, table.num_rows // 5), path)
+
+    with pytest.raises(StepError, match=f"step validate failed for {END}: data contract of {END} failed 1 of "):
+        run_pipeline(settings, END)
+
+    summary = json.loads((settings.runs_dir / END.isoformat() / "summary.json").read_text())
+    assert summary["failed_step"] == "validate"
+    assert list(summary["steps"]) == ["ingest"]  # nothing after the contract ran
+    assert summary["validate"]["failed"] == ["events.volume"]
+    assert "events.volume" in summary["error"] and "contract.md" in summary["error"]
+    report = (settings.workdir / "reports" / END.isoformat() / "contract.md").read_text()
+    assert "## `events.volume`" in report
+    assert client.get_model_version_by_alias(name, "champion").version == champion
+    assert len(client.search_model_versions(f"name='{name}'")) == versions

@@ -144,7 +144,7 @@ def test_the_rendered_dag_runs_as_the_local_runner_does(lake: Path, tmp_path: Pa
             outputs[f"tasks.{name}.outputs.parameters.{output['name']}"] = value
         ran_tasks.append(name)
 
-    assert ran_tasks == ["date", "ingest", "features", "train", "evaluate", "register", "deploy", "monitor"]
+    assert ran_tasks == ["date", "ingest", "validate", "features", "train", "evaluate", "register", "deploy", "monitor"]
     assert outputs["tasks.date.outputs.parameters.date"] == END.isoformat()
     got = json.loads((argo / "runs" / END.isoformat() / "summary.json").read_text())
     assert set(got["steps"]) == set(expected["steps"])

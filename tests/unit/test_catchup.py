@@ -32,12 +32,22 @@ def test_train_reads_its_window_and_the_snapshots_behind_it(settings: Settings) 
 
 
 def test_the_runs_own_steps_are_not_caught_up(settings: Settings) -> None:
-    every = catchup.needs(settings, D, ["ingest", "features", "train", "evaluate", "register", "deploy", "monitor"])
+    every = catchup.needs(
+        settings, D, ["ingest", "validate", "features", "train", "evaluate", "register", "deploy", "monitor"]
+    )
     assert D not in every.silver and D not in every.snapshots
     alone = catchup.needs(settings, D, ["monitor"])
     assert D in alone.silver and D in alone.snapshots
     assert {day(-k) for k in range(8)} <= alone.snapshots
     assert catchup.needs(settings, D, ["register", "deploy"]).silver == set()
+
+
+def test_validate_reads_d_and_its_volume_baseline(settings: Settings) -> None:
+    alone = catchup.needs(settings, D, ["validate"])
+    assert alone.silver == {day(-k) for k in range(settings.contract_volume_days + 1)}
+    assert alone.snapshots == set()
+    with_ingest = catchup.needs(settings, D, ["ingest", "validate"])
+    assert with_ingest.silver == {day(-k) for k in range(1, settings.contract_volume_days + 1)}
 
 
 def test_plan_is_bounded_by_the_lake_and_names_days_without_events(settings: Settings) -> None:

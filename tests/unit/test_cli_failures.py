@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from reco import pipeline
 from reco.cli import EXIT_CLEAR_ERROR, EXIT_RETRYABLE, app
-from reco.errors import NoDataError, RecoError, RetryableError
+from reco.errors import DataContractError, NoDataError, RecoError, RetryableError
 from reco.pipeline import Step, resolve_run_date
 
 runner = CliRunner()
@@ -21,10 +21,11 @@ runner = CliRunner()
     ("raised", "code", "says"),
     [
         (NoDataError("no bronze events for that day"), EXIT_CLEAR_ERROR, "no bronze events for that day (traceback in "),
+        (DataContractError("data contract of 2026-04-02 failed 1 of 26 checks"), EXIT_CLEAR_ERROR, "failed 1 of 26 checks ("),
         (RetryableError("MLflow server answered 503"), EXIT_RETRYABLE, "retrying may help"),
         (ZeroDivisionError("division by zero"), EXIT_RETRYABLE, "ZeroDivisionError: division by zero — an unexpected"),
     ],
-    ids=["clear", "retryable", "bug"],
+    ids=["clear", "contract", "retryable", "bug"],
 )
 def test_a_failed_step_ends_in_one_line_and_its_exit_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: Exception, code: int, says: str

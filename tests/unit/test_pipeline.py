@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reco import pipeline
-from reco.errors import NoDataError, RecoError, StepError
+from reco.errors import DataContractError, NoDataError, RecoError, StepError
 from reco.pipeline import RunContext, Step
 
 DAY = dt.date(2026, 11, 20)
@@ -17,7 +17,8 @@ DAY = dt.date(2026, 11, 20)
 
 def test_step_list_is_the_documented_daily_order() -> None:
     names = pipeline.step_names()
-    assert names[:2] == ["ingest", "features"]
+    assert names[:3] == ["ingest", "validate", "features"]
+    assert names.index("validate") < names.index("train")  # a broken contract stops the run before training
     assert len(names) == len(set(names))
 
 
@@ -88,6 +89,27 @@ def test_a_clear_data_error_is_not_retried(settings, monkeypatch) -> None:
         pipeline.run_pipeline(settings, DAY)
     assert not failure.value.unexpected
     assert attempts == [1]
+
+
+def test_a_broken_data_contract_is_not_retried_and_stops_the_run(settings, monkeypatch) -> None:
+    ran: list[str] = []
+
+    def breach(ctx: RunContext) -> dict[str, Any]:
+        ran.append("validate")
+        ctx.summary["validate"] = {"passed": False, "failed": ["events.volume"]}
+        raise DataContractError("data contract failed")
+
+    def train(ctx: RunContext) -> dict[str, Any]:
+        ran.append("train")
+        return {}
+
+    monkeypatch.setattr(pipeline, "STEPS", [Step("validate", breach, "v", retries=2), Step("train", train, "t")])
+    with pytest.raises(StepError, match="data contract failed") as failure:
+        pipeline.run_pipeline(settings, DAY, catch_up=False)
+    assert not failure.value.retryable
+    assert ran == ["validate"]
+    saved = json.loads((settings.runs_dir / DAY.isoformat() / "summary.json").read_text())
+    assert saved["failed_step"] == "validate" and saved["validate"]["failed"] == ["events.volume"]
 
 
 def test_a_step_that_succeeds_on_a_later_attempt_clears_the_failure(settings, monkeypatch) -> None:

@@ -75,15 +75,24 @@ def test_the_strict_check_sees_what_the_models_let_through() -> None:
 
 def test_a_step_added_to_the_runner_appears_in_the_dag() -> None:
     steps = list(STEPS)
-    steps.insert(2, Step("validate", lambda ctx: {}, "data contract", retries=0))
+    steps.insert(3, Step("audit", lambda ctx: {}, "a step nobody wrote a template for", retries=0))
     obj = build_pipeline(steps).to_dict()
     assert structure_problems(obj, steps) == [] and step_problems(obj, steps) == []
     tasks = templates_by_name(obj)["daily"]["dag"]["tasks"]
     order = [n for n in dag_order(tasks) if n != "date"]
-    assert order[:4] == ["ingest", "features", "validate", "train"]
-    validate = templates_by_name(obj)["validate"]
-    assert validate["container"]["args"][:3] == ["pipeline", "step", "validate"]
-    assert validate["retryStrategy"]["limit"] == "0"
+    assert order[:5] == ["ingest", "validate", "features", "audit", "train"]
+    audit = templates_by_name(obj)["audit"]
+    assert audit["container"]["args"][:3] == ["pipeline", "step", "audit"]
+    assert audit["retryStrategy"]["limit"] == "0"
+
+
+def test_the_data_contract_runs_between_ingest_and_features_and_a_breach_is_not_retried() -> None:
+    tasks = {t["name"]: t for t in templates_by_name(template())["daily"]["dag"]["tasks"]}
+    assert tasks["validate"]["depends"] == "ingest.Succeeded"
+    assert tasks["features"]["depends"] == "validate.Succeeded"
+    # A broken contract exits 1 (reco.contract.ContractError is a clear data error): Argo does not retry it.
+    retry = templates_by_name(template())["validate"]["retryStrategy"]
+    assert retry["expression"] == 'lastRetry.status == "Error" || asInt(lastRetry.exitCode) != 1'
 
 
 def test_every_task_runs_its_step_through_the_cli_with_one_date() -> None:
