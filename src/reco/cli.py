@@ -621,6 +621,60 @@ def demo(
         console.print(f"{run['date']}: gate {run['gate']['decision']} — {run['gate']['reason']}")
 
 
+@app.command("smoke")
+def smoke(
+    url: Annotated[str, typer.Option("--url", help="Base URL of the recommend service, e.g. http://127.0.0.1:8000.")],
+    expect_version: Annotated[
+        str | None, typer.Option("--expect-version", help="Model version that must serve (default: --env's release).")
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Read the expected version from gitops/overlays/ENV/release.yaml.")
+    ] = None,
+    repo: Annotated[Path, typer.Option("--repo", help="Checkout holding gitops/ (with --env).")] = Path("."),
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="A user the model knows (default: the most active one of --workdir's newest snapshot)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per HTTP request, and to see the event counted.")] = 10.0,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Check a deployed service: /readyz, a known and an unknown user's lists, one event round trip, the model version.
+
+    Prints one line per check; exits 1 with one `error:` line per failed check."""
+    from reco.gitops import read_release, release_path
+    from reco.smoke import run_smoke
+
+    if expect_version is None and env is not None:
+        expect_version = read_release(release_path(repo, env).read_text()).model_version
+    if user is None:
+        user = _most_active_user(settings_for(workdir))
+    checks = run_smoke(url, user=user, expected_version=expect_version, timeout_s=timeout, wait_s=timeout)
+    for check in checks:
+        console.print(check.line(), markup=False, highlight=False)
+    failed = [c for c in checks if c.failed]
+    for check in failed:
+        err_console.print(f"error: smoke {check.name}: {check.detail}", markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(code=EXIT_CLEAR_ERROR)
+
+
+def _most_active_user(settings: Settings) -> str | None:
+    """The user with the most clicks in the last 7 days of the newest user snapshot, if there is one."""
+    import pyarrow.compute as pc
+
+    from reco.features import USER_TABLE, feature_table_dir
+    from reco.lake import list_dates, read_partition
+
+    folder = feature_table_dir(settings, USER_TABLE)
+    days = list_dates(folder)
+    if not days:
+        return None
+    table = read_partition(folder, days[-1])
+    if table.num_rows == 0:
+        return None
+    return str(table["user_id"][pc.index(table["clicks_7d"], pc.max(table["clicks_7d"])).as_py()])
+
+
 @app.command(
     "workflows",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
