@@ -469,7 +469,9 @@ def _print_commit(commit: Any) -> None:
 @gitops_app.command("promote")
 def gitops_promote(
     env: EnvOpt,
-    model_version: Annotated[str, typer.Option("--model-version", help="Registry version to release.")],
+    model_version: Annotated[
+        str | None, typer.Option("--model-version", help="Registry version to release (default: unchanged, with --image).")
+    ] = None,
     image: Annotated[str | None, typer.Option("--image", help="Image tag to release (default: unchanged).")] = None,
     reason: Annotated[str, typer.Option(help="Why (default: the gate's reason recorded on the version).")] = "",
     run_date: Annotated[str, typer.Option(help="Run date (default: recorded on the version).")] = "",
@@ -477,11 +479,16 @@ def gitops_promote(
     push_it: PushOpt = False,
     workdir: WorkdirOpt = None,
 ) -> None:
-    """One commit to ENV's release file; for prod on a new branch, ready for a pull request."""
+    """One commit to ENV's release file; for prod on a new branch, ready for a pull request.
+
+    Without --model-version it releases --image with the model version already released (what the release
+    workflow does after a build); nothing is asked of the registry then."""
     from reco.gitops import promote
     from reco.registry import version_gate
 
-    if not reason or not run_date:
+    if model_version is None and image is None:
+        fail(RecoError("nothing to release: give --model-version, --image or both"))
+    if model_version is not None and (not reason or not run_date):
         recorded_reason, recorded_day = version_gate(settings_for(workdir), model_version)
         reason, run_date = reason or recorded_reason, run_date or recorded_day
     with _gitops_checkout(repo, push_it) as tree:

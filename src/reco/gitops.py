@@ -177,14 +177,21 @@ def push(repo: Path, branch: str) -> None:
 
 
 def promote(
-    repo: Path, env: str, model_version: str, *, image_tag: str | None = None, reason: str = "", run_date: str = ""
+    repo: Path,
+    env: str,
+    model_version: str | None,
+    *,
+    image_tag: str | None = None,
+    reason: str = "",
+    run_date: str = "",
 ) -> Commit:
-    """One commit making ``model_version`` (and ``image_tag``, if given) the release of ``env``."""
+    """One commit making ``model_version`` (and ``image_tag``, if given) the release of ``env``; ``model_version``
+    None keeps the one released (an image release: the release workflow's promotion of a new build)."""
     path = release_path(repo, env)
     _check_clean(repo)
     text = path.read_text()
     before = read_release(text)
-    after = Release(image_tag=image_tag or before.image_tag, model_version=str(model_version))
+    after = Release(image_tag=image_tag or before.image_tag, model_version=str(model_version or before.model_version))
     if after == before:
         raise GitOpsError(f"{env} already releases model version {after.model_version} with image {after.image_tag}")
     image = f", image {after.image_tag}" if after.image_tag != before.image_tag else ""

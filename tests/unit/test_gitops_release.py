@@ -74,6 +74,22 @@ def test_promote_prod_commits_on_a_new_branch_never_on_main(repo: Path) -> None:
     assert read_release(git(repo, "show", f"{commit.branch}:gitops/overlays/prod/release.yaml")).model_version == "7"
 
 
+def test_an_image_release_keeps_the_model_version_and_asks_no_registry(repo: Path, tmp_path: Path) -> None:
+    """What the release workflow runs after a build: `reco gitops promote --env staging --image TAG`."""
+    result = CliRunner().invoke(app, ["gitops", "promote", "--env", "staging", "--image", "sha-0123abc",
+                                      "--reason", "release workflow", "--repo", str(repo),
+                                      "--workdir", str(tmp_path / "no-registry")])  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    release = read_release((repo / "gitops/overlays/staging/release.yaml").read_text())
+    assert (release.model_version, release.image_tag) == ("3", "sha-0123abc")
+    assert changed_files(repo) == ["gitops/overlays/staging/release.yaml"]
+    assert git(repo, "log", "-1", "--format=%s") == "release(staging): model version 3, image sha-0123abc"
+    assert not (tmp_path / "no-registry").exists()  # no MLflow store was opened
+    nothing = CliRunner().invoke(app, ["gitops", "promote", "--env", "staging", "--repo", str(repo)])
+    assert nothing.exit_code == 1 and "nothing to release" in nothing.output
+
+
 def test_revert_goes_back_to_the_previous_release(repo: Path) -> None:
     promote(repo, "staging", "7", image_tag="0.2.0")
     commit = revert(repo, "staging", why="canary aborted")
