@@ -167,8 +167,8 @@ STEPS: list[Step] = [
     Step("ingest", _ingest, "bronze events of D -> typed, deduplicated silver; bad rows quarantined"),
     Step("validate", _validate, "data contract of D's silver events and the article table; a breach stops the run"),
     Step("features", _features, "silver -> user/article feature tables; feast apply + materialize D"),
-    Step("train", _train, "ALS retrieval + feature ranker + popularity on days < D, logged to MLflow", gpu=True),
-    Step("evaluate", _evaluate, "served model vs ALS, popularity and champion on D; off-policy CTR"),
+    Step("train", _train, "ALS (grid) + ranker + popularity on days < D, windows learned, cap and decay chosen; MLflow", gpu=True),
+    Step("evaluate", _evaluate, "served model at each session of D vs heuristics, ALS, popularity, oracle and champion, with intervals; OPE"),
     Step(
         "register",
         _register,
