@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from reco.errors import NoDataError, RecoError
 from reco.importers import DERIVED_PREFIX, articles_quarantine_dir
-from reco.lake import partition_dir, partition_files, read_partition, replace_partition, write_atomic
+from reco.lake import list_dates, partition_dir, partition_files, read_partition, replace_partition, write_atomic
 from reco.schemas import ARTICLE_SCHEMA, EVENT_SCHEMA, QUARANTINE_SCHEMA
 from reco.settings import Settings
 from reco.validate import (
@@ -86,7 +86,12 @@ def ingest_date(settings: Settings, day: dt.date, *, lateness_days: int | None =
     files = bronze_files(settings, day)
     bronze = _read_bronze(files) if files else None
     if bronze is None or bronze.num_rows == 0:
-        raise NoDataError(f"no bronze events for {day} under {partition_dir(settings.bronze_events_dir, day)}")
+        days = list_dates(settings.bronze_events_dir)
+        held = f"the lake holds {days[0]}..{days[-1]}" if days else "the lake holds no events yet"
+        raise NoDataError(
+            f"no bronze events for {day} under {partition_dir(settings.bronze_events_dir, day)} ({held}): "
+            "generate or import events for that day, or pick a date the lake holds"
+        )
 
     split = split_events(bronze, SOURCE)
     valid = split.valid

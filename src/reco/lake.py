@@ -32,13 +32,14 @@ def partition_dir(root: Path, day: dt.date) -> Path:
 
 
 def list_dates(root: Path) -> list[dt.date]:
-    """Dates that have a partition folder holding at least one Parquet file, oldest first."""
+    """Dates that have a partition folder holding at least one data file, oldest first: Parquet, or the JSON
+    lines Pub/Sub's Cloud Storage subscription writes into the bronze lake (``reco.ingest.bronze_files``)."""
     if not root.is_dir():
         return []
     days = []
     for child in root.iterdir():
         match = _DATE_DIR.match(child.name)
-        if match and child.is_dir() and any(child.glob("*.parquet")):
+        if match and child.is_dir() and (any(child.glob("*.parquet")) or any(child.glob("*.jsonl"))):
             days.append(dt.date.fromisoformat(match.group(1)))
     return sorted(days)
 

@@ -268,8 +268,10 @@ def test_pubsub_json_lines_are_ingested_beside_parquet(settings: Settings) -> No
 
 def test_a_late_pubsub_file_joins_its_day_and_a_broken_line_is_named(settings: Settings) -> None:
     write_bronze(settings, D, [event("p1", at(D, 9))], 1000)
+    assert list_dates(settings.bronze_events_dir) == [D]
     # Written the next day (the subscription files by arrival), holding one event of D and one of D+1.
     write_pubsub_file(settings, D + dt.timedelta(days=1), [event("late", at(D, 22)), event("next", at(D + dt.timedelta(days=1), 1))], "a.jsonl")
+    assert list_dates(settings.bronze_events_dir) == [D, D + dt.timedelta(days=1)]  # a JSON-lines-only day counts
     ingest_date(settings, D)
     assert silver(settings, D).column("event_id").to_pylist() == ["p1", "late"]
 
