@@ -17,15 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from hera.workflows import Container, EmptyDirVolume, Parameter, WorkflowTemplate
-from hera.workflows.models import Backoff, RetryStrategy
 
 from workflows.daily import (
-    EXIT_CLEAR_ERROR,
     Sizing,
     _container_security,
     _env,
     _pod_security,
     _resources,
+    retry_unless_clear_error,
 )
 from workflows.names import platform
 
@@ -67,12 +66,7 @@ def build_abort() -> WorkflowTemplate:
             active_deadline_seconds=600,
             node_selector=dict(names.cpu_pool["labels"]),
             # A push refused by a concurrent commit, MLflow unreachable: retried (exit 75); a clear error is not.
-            retry_strategy=RetryStrategy(
-                limit="5",
-                retry_policy="Always",
-                expression=f'lastRetry.status == "Error" || asInt(lastRetry.exitCode) != {EXIT_CLEAR_ERROR}',
-                backoff=Backoff(duration="30s", factor="2", max_duration="15m"),
-            ),
+            retry_strategy=retry_unless_clear_error(5, first="30s", cap="15m"),
         )
     return template
 

@@ -166,15 +166,20 @@ def _volumes() -> list[EmptyDirVolume | ExistingVolume]:
     ]
 
 
-def _retry(step: Step) -> RetryStrategy:
-    # Argo evaluates the expression after each failed attempt; a pod error (evicted, OOM-killed) has no
-    # exit code of ours and is retried.
+def retry_unless_clear_error(limit: int, *, first: str = "5m", cap: str = "1h") -> RetryStrategy:
+    """Retry up to ``limit`` times with exponential backoff (``first``, doubling, at most ``cap``), except after a
+    clear error (exit 1: the same input fails the same way). Argo evaluates the expression after each failed
+    attempt; a pod error (evicted, OOM-killed) has no exit code of ours and is retried."""
     return RetryStrategy(
-        limit=str(step.retries),
+        limit=str(limit),
         retry_policy="Always",
         expression=f'lastRetry.status == "Error" || asInt(lastRetry.exitCode) != {EXIT_CLEAR_ERROR}',
-        backoff=Backoff(duration="5m", factor="2", max_duration="1h"),
+        backoff=Backoff(duration=first, factor="2", max_duration=cap),
     )
+
+
+def _retry(step: Step) -> RetryStrategy:
+    return retry_unless_clear_error(step.retries)
 
 
 def _step_template(step: Step, *, gpu: bool) -> Container:

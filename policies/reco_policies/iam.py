@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .props import get, items
@@ -63,15 +63,25 @@ def _grants(props: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
                 yield str(binding.get("role")), str(each)
 
 
-def no_basic_roles(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """No roles/owner, roles/editor or roles/viewer in any grant. Missing role/members: compliant (nothing granted)."""
-    if not is_iam_type(resource_type):
-        return []
+def _grant_violations(props: Mapping[str, Any], bad: Callable[[str, str], bool], message: str) -> list[str]:
+    """``message`` (formatted with role and member) for each grant of ``props`` that ``bad`` flags; an
+    unreadable policy document is itself the violation."""
     try:
         grants = list(_grants(props))
     except _Unreadable as error:
         return [str(error)]
-    return [f"{role} granted to {member}: basic roles span every service, grant a predefined role" for role, member in grants if role in BASIC_ROLES]
+    return [message.format(role=role, member=member) for role, member in grants if bad(role, member)]
+
+
+def no_basic_roles(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """No roles/owner, roles/editor or roles/viewer in any grant. Missing role/members: compliant (nothing granted)."""
+    if not is_iam_type(resource_type):
+        return []
+    return _grant_violations(
+        props,
+        lambda role, member: role in BASIC_ROLES,
+        "{role} granted to {member}: basic roles span every service, grant a predefined role",
+    )
 
 
 def no_public_principals(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -87,11 +97,9 @@ def no_public_principals(resource_type: str, props: Mapping[str, Any]) -> list[s
         ]
     if not is_iam_type(resource_type):
         return []
-    try:
-        grants = list(_grants(props))
-    except _Unreadable as error:
-        return [str(error)]
-    return [f"{role} granted to {member}, i.e. to anyone" for role, member in grants if member in PUBLIC_PRINCIPALS]
+    return _grant_violations(
+        props, lambda role, member: member in PUBLIC_PRINCIPALS, "{role} granted to {member}, i.e. to anyone"
+    )
 
 
 def no_service_account_keys(resource_type: str, props: Mapping[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ loading, ``TwoStageModel.recommend`` — is the real thing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import signal
@@ -17,8 +18,10 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -287,6 +290,18 @@ class ServiceProcess:
 
     def tail(self, n: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+
+@contextlib.contextmanager
+def running(workdir: Path, env: dict[str, str] | None = None, **kwargs: Any) -> Iterator[ServiceProcess]:
+    """A started service, ready (a model loaded), stopped at the end of the block."""
+    process = ServiceProcess(workdir, env, **kwargs)
+    process.start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
 
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.checks import not_a_server_error
-from service_scenario import ServiceProcess, World, build_world
+from service_scenario import ServiceProcess, World, build_world, running
 
 from reco.settings import Settings
 from services.recommend.attribution import served_by
@@ -33,13 +33,8 @@ def world(world_settings: Settings) -> World:
 
 @pytest.fixture(scope="module")
 def service(world: World, world_settings: Settings) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(world_settings.workdir, {"RECO_ONLINE_STORE": "sqlite"})
-    process.start()
-    try:
-        process.wait_ready()
+    with running(world_settings.workdir, {"RECO_ONLINE_STORE": "sqlite"}) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

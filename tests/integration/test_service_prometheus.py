@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from service_scenario import ServiceProcess, World, build_world
+from service_scenario import ServiceProcess, World, build_world, running
 
 from reco.settings import Settings
 
@@ -35,13 +35,8 @@ def world(world_settings: Settings) -> World:
 
 @pytest.fixture(scope="module")
 def service(world: World, world_settings: Settings) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(world_settings.workdir, {"RECO_ONLINE_STORE": "sqlite", "RECO_VARIANT": "canary"})
-    process.start()
-    try:
-        process.wait_ready()
+    with running(world_settings.workdir, {"RECO_ONLINE_STORE": "sqlite", "RECO_VARIANT": "canary"}) as process:
         yield process
-    finally:
-        process.stop()
 
 
 class Traffic:

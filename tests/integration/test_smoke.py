@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_scenario import REPO, ServiceProcess, World, build_world
+from service_scenario import REPO, ServiceProcess, World, build_world, running
 from typer.testing import CliRunner
 
 from reco.cli import app
@@ -34,13 +34,8 @@ def world(world_settings: Settings) -> World:
 
 @pytest.fixture(scope="module")
 def service(world: World, world_settings: Settings) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(world_settings.workdir, {"RECO_ONLINE_STORE": "sqlite"})
-    process.start()
-    try:
-        process.wait_ready()
+    with running(world_settings.workdir, {"RECO_ONLINE_STORE": "sqlite"}) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def smoke(*args: str) -> tuple[int, list[str], list[str]]:
