@@ -27,9 +27,11 @@ from services.recommend.controllers import EventsController, OpsController, Reco
 from services.recommend.errors import ServiceError
 from services.recommend.events import EventSink, EventWriter, LakeSink, PubSubSink
 from services.recommend.features import ArticleStore, UserFeatureReader, make_user_reader, warm_up
+from services.recommend.intraday import IntradayCounts
 from services.recommend.metrics import Metrics
 from services.recommend.model_holder import ModelHolder
 from services.recommend.recommender import NO_MODEL, Recommender
+from services.recommend.resp import RespClient
 from services.recommend.schemas import Problem
 from services.recommend.settings import ServiceSettings, get_service_settings
 
@@ -50,6 +52,7 @@ class Components:
     users: UserFeatureReader
     writer: EventWriter
     recommender: Recommender
+    intraday: IntradayCounts
 
     async def start(self) -> None:
         await self.writer.start()
@@ -62,11 +65,10 @@ class Components:
         await self.holder.stop()
         await self.articles.stop()
         await self.users.close()
+        await self.intraday.close()
 
 
-def registry_loader(
-    settings: Settings, alias: str, pinned: str = ""
-) -> tuple[Callable[[], str], Callable[[str], Any]]:
+def registry_loader(settings: Settings, alias: str, pinned: str = "") -> tuple[Callable[[], str], Callable[[str], Any]]:
     """(resolve, load) for ``models:/<model_name>@<alias>`` in ``settings.tracking_uri``, or for exactly
     version ``pinned`` when it is set (resolve then never asks the registry)."""
     from mlflow import MlflowClient
@@ -113,6 +115,11 @@ def build_components(settings: Settings, service: ServiceSettings) -> Components
     holder = ModelHolder(resolve, load_and_warm, metrics, poll_interval_s=service.model_poll_interval_s)
     # Unset: the model's learned fresh window (exploration.pool_max_age_hours).
     explore_age = service.exploration_max_age_hours if "exploration_max_age_hours" in service.model_fields_set else None
+    # Shared through Redis when the online store is Redis (several replicas), else counted in-process.
+    redis = store.config.online_store.type == "redis"
+    intraday = IntradayCounts(
+        RespClient(settings.redis_url, timeout_s=service.online_store_timeout_s) if redis else None
+    )
     articles = ArticleStore(
         settings,
         store,
@@ -122,9 +129,12 @@ def build_components(settings: Settings, service: ServiceSettings) -> Components
         pool_size=service.exploration_pool_size,
         pool_max_age_hours=explore_age,
         fallback_size=service.fallback_pool_size,
+        intraday=intraday,
     )
     users = make_user_reader(settings, store, timeout_s=service.online_store_timeout_s)
-    sink: EventSink = PubSubSink(service.pubsub_topic) if service.events_sink == "pubsub" else LakeSink(settings.bronze_events_dir)
+    sink: EventSink = (
+        PubSubSink(service.pubsub_topic) if service.events_sink == "pubsub" else LakeSink(settings.bronze_events_dir)
+    )
     writer = EventWriter(
         sink,
         metrics,
@@ -133,14 +143,16 @@ def build_components(settings: Settings, service: ServiceSettings) -> Components
         max_buffered=service.events_max_buffered,
     )
     recommender = Recommender(holder, articles, users, service, metrics)
-    return Components(settings, service, metrics, holder, articles, users, writer, recommender)
+    return Components(settings, service, metrics, holder, articles, users, writer, recommender, intraday)
 
 
 # -- the edge: errors and metrics --------------------------------------------------------------
 
 
 def problem(status: int, title: str, detail: str, field: str | None = None) -> Response[Problem]:
-    return Response(Problem(title=title, status=status, detail=detail, field=field), status_code=status, media_type=PROBLEM_JSON)
+    return Response(
+        Problem(title=title, status=status, detail=detail, field=field), status_code=status, media_type=PROBLEM_JSON
+    )
 
 
 def service_error_handler(_: Request[Any, Any, Any], error: RecoError) -> Response[Problem]:
@@ -164,7 +176,13 @@ def internal_error_handler(_: Request[Any, Any, Any], error: Exception) -> Respo
     return problem(500, "Internal Server Error", "unexpected error; it has been logged")
 
 
-KNOWN_ENDPOINTS = {"/recommend": "recommend", "/events": "events", "/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
+KNOWN_ENDPOINTS = {
+    "/recommend": "recommend",
+    "/events": "events",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+}
 
 
 def metrics_middleware(metrics: Metrics) -> Callable[[ASGIApp], ASGIApp]:
@@ -194,7 +212,9 @@ def metrics_middleware(metrics: Metrics) -> Callable[[ASGIApp], ASGIApp]:
             try:
                 await app(scope, receive, capture)
             finally:
-                endpoint = KNOWN_ENDPOINTS.get(scope["path"], "schema" if scope["path"].startswith("/schema") else "other")
+                endpoint = KNOWN_ENDPOINTS.get(
+                    scope["path"], "schema" if scope["path"].startswith("/schema") else "other"
+                )
                 version = str(scope.get("reco_model_version", NO_MODEL))
                 key = (endpoint, str(status), version)
                 counter = counters.get(key)
@@ -240,7 +260,11 @@ def create_app(
         dependencies={"parts": Provide(lambda: parts, use_cache=True, sync_to_thread=False)},
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        exception_handlers={RecoError: service_error_handler, HTTPException: http_error_handler, Exception: internal_error_handler},
+        exception_handlers={
+            RecoError: service_error_handler,
+            HTTPException: http_error_handler,
+            Exception: internal_error_handler,
+        },
         middleware=[metrics_middleware(parts.metrics)],
         request_max_body_size=service.max_body_bytes,
         openapi_config=OpenAPIConfig(title="reco-articles recommend service", version="1.0.0", path="/schema"),

@@ -96,7 +96,9 @@ class RecommendController(Controller):
     tags = ("recommend",)
 
     @post(dto=StrictJSON[RecommendRequest], return_dto=None, status_code=200)
-    async def recommend(self, data: JSONBody[RecommendRequest], parts: NamedDependency[Components], request: Request[Any, Any, Any]) -> RecommendResponse:
+    async def recommend(
+        self, data: JSONBody[RecommendRequest], parts: NamedDependency[Components], request: Request[Any, Any, Any]
+    ) -> RecommendResponse:
         """Up to ``k`` articles for a user; every item says why (``reason``) and with which
         probability it was shown there (``propensity``). Unknown users get cold-start answers."""
         response = await parts.recommender.recommend(data)
@@ -115,6 +117,7 @@ class EventsController(Controller):
         now = dt.datetime.now(dt.UTC)
         rows = to_rows(data.events, now)
         parts.writer.add(rows, now.date())
+        parts.intraday.add(rows)
         count_feedback(parts, data)
         return EventsAccepted(accepted=len(rows), event_ids=[r[0] for r in rows])
 

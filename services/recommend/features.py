@@ -43,6 +43,7 @@ from reco.featurestore import feature_refs, online_features
 from reco.model import ArticleFeatures
 from reco.settings import Settings
 from services.recommend.exploration import pool_max_age_hours
+from services.recommend.intraday import IntradayCounts
 from services.recommend.metrics import Metrics
 from services.recommend.polling import Poller
 from services.recommend.resp import RespClient, RespError, pack_arguments
@@ -135,7 +136,11 @@ class RedisUserReader:
         return serialize_entity_key(entity, entity_key_serialization_version=self.key_version) + self.project
 
     async def read(self, user_id: str) -> dict[str, Any] | None:
-        packed = b"*%d\r\n%s%s" % (len(self.fields) + 2, pack_arguments(b"HMGET", self.key(user_id)), self._packed_fields)
+        packed = b"*%d\r\n%s%s" % (
+            len(self.fields) + 2,
+            pack_arguments(b"HMGET", self.key(user_id)),
+            self._packed_fields,
+        )
         try:
             values = await self.client.execute_packed(packed)
         except (TimeoutError, RespError, OSError) as error:  # ConnectionError is an OSError
@@ -360,7 +365,8 @@ class ArticleStore(Poller):
 
     The store is re-read only when something it depends on changed (new materialization, new
     model, new silver articles); otherwise the pool and fallback are recomputed for the current
-    time from the arrays already held. A failed read keeps the previous snapshot; before the
+    time from the arrays already held. Today's counts (``intraday``) are synced and applied on
+    every refresh. A failed read keeps the previous snapshot; before the
     first successful read the model's own catalogue (if it has one) stands in.
     """
 
@@ -375,8 +381,10 @@ class ArticleStore(Poller):
         pool_size: int,
         pool_max_age_hours: float | None,
         fallback_size: int,
+        intraday: IntradayCounts | None = None,
     ) -> None:
         self.settings = settings
+        self.intraday = intraday
         self.store = store
         self._current_model = current_model  # () -> model or None
         self.metrics = metrics
@@ -401,6 +409,8 @@ class ArticleStore(Poller):
         return self.current is not None and self.current.source == "online"
 
     async def refresh(self) -> None:
+        if self.intraday is not None:
+            await self.intraday.sync()
         try:
             snapshot = await asyncio.to_thread(self._build)
         except Exception as error:
@@ -436,8 +446,11 @@ class ArticleStore(Poller):
             metadata = recent_articles(self.settings.silver_articles_path, now, horizon)
             ids = article_universe(self.settings, model, now, horizon)
             features = ArticleFeatures.from_frame(read_article_frame(self.settings, self.store, ids, metadata))
-            if model is not None and len(features):
-                warm_up(model, features, now)
+        if self.intraday is not None:
+            # A new catalogue object each refresh: the model's per-catalogue cache is rebuilt here, off the loop.
+            features = features.with_today(*self.intraday.aligned(features.article_ids))
+        if model is not None and len(features) and features is not (previous.features if previous else None):
+            warm_up(model, features, now)
         self.online_ok = True
         return self._snapshot(features, now, "online", fingerprint)
 
@@ -448,7 +461,9 @@ class ArticleStore(Poller):
             return None
         return self._snapshot(catalog, dt.datetime.now(dt.UTC), "model", ())
 
-    def _snapshot(self, features: ArticleFeatures, now: dt.datetime, source: str, fingerprint: tuple[Any, ...]) -> ArticleSnapshot:
+    def _snapshot(
+        self, features: ArticleFeatures, now: dt.datetime, source: str, fingerprint: tuple[Any, ...]
+    ) -> ArticleSnapshot:
         return build_snapshot(
             features, now, source=source, pool_size=self.pool_size,
             pool_max_age_hours=pool_max_age_hours(self._current_model(), self.pool_max_age_hours),

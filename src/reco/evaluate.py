@@ -9,7 +9,9 @@ session's first event, and its relevant set is what the user clicked or read in 
 minus what they had already read (``recent_reads`` of the D-1 snapshot) and minus what they had
 clicked in an earlier session of D. A session without such a click is no request. So an article
 published at noon is reachable by an afternoon session. All users' features are the D-1
-snapshots (what the service has all day: the store is materialized once a day).
+snapshots (what the service has all day: the store is materialized once a day); the articles'
+intraday counts are D's events before the request's refresh boundary (``TestDay.at``), as the
+service counts them (``reco.intraday``).
 
 Every figure is a mean over these requests (each served request weighs the same); intervals
 resample users (``reco.metrics.paired_bootstrap``), since one user's requests are not independent.
@@ -24,7 +26,8 @@ What is compared, on the same requests, the same truth and the same ``now``:
 * ``baselines``: under the new model's own eligibility (``reco.model.baselines.eligible``:
   published ≤ now, inside ``rules.max_age_hours``, reads and training history excluded)
   ``popularity`` (recency-weighted training popularity), ``als`` (ALS scores alone), and the
-  heuristics ``newest``, ``newest_top_category``, ``fresh_popular`` (``reco.model.heuristics``);
+  heuristics ``newest``, ``newest_top_category``, ``fresh_popular``, ``trending_top_category``
+  (``reco.model.heuristics``);
   plus ``oracle`` — the generator's own click probabilities (``reco.oracle``) — when the test day
   is from ``reco data generate`` and its world can be rebuilt.
 * ``model_first_event``: the model queried once per user at their first event of D against all
@@ -50,7 +53,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -60,6 +63,7 @@ import pyarrow.parquet as pq
 
 from reco.errors import NoDataError, RecoError
 from reco.features import USER_TABLE, read_snapshot, snapshot_ts
+from reco.intraday import REFRESH_S, counts_before
 from reco.lake import partition_files
 from reco.metrics import (
     ndcg_by_query,
@@ -70,7 +74,7 @@ from reco.metrics import (
 )
 from reco.model import ArticleFeatures, TwoStageModel, epoch_seconds, load_model, recent_reads
 from reco.model.baselines import Eligible, als_eligible, eligible, popularity_eligible, ranked_ids
-from reco.model.heuristics import fresh_popular, newest, newest_top_category
+from reco.model.heuristics import fresh_popular, newest, newest_top_category, trending_top_category
 from reco.oracle import GeneratorOracle, load_oracle
 from reco.settings import Settings
 from reco.train import catalogue_frame, load_run_model
@@ -80,7 +84,7 @@ log = logging.getLogger(__name__)
 K_LIST = 20
 SESSION_GAP_S = 30 * 60.0
 # The heuristics ``strongest_heuristic`` picks from (ALS and the oracle are not simple rules).
-HEURISTICS: tuple[str, ...] = ("popularity", "newest", "newest_top_category", "fresh_popular")
+HEURISTICS: tuple[str, ...] = ("popularity", "newest", "newest_top_category", "fresh_popular", "trending_top_category")
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 12
 
@@ -117,6 +121,19 @@ class TestDay:
     now: dict[str, dt.datetime]  # test user -> first event on D (UTC)
     eligible: set[str]  # articles that could be recommended at some time of D
     requests: list[Request]  # one per session with a click (see the module docstring)
+    _at: dict[float, ArticleFeatures] = field(default_factory=dict, repr=False)
+
+    def at(self, now: dt.datetime) -> ArticleFeatures:
+        """The catalogue as served at ``now``: with the intraday counts of D's events before the last
+        refresh boundary (``reco.intraday.REFRESH_S``) at or before ``now`` -- what a service that
+        refreshes its counts on that interval holds. One object per boundary (models cache per catalogue)."""
+        boundary = float(np.floor(now.timestamp() / REFRESH_S) * REFRESH_S)
+        catalogue = self._at.get(boundary)
+        if catalogue is None:
+            ids = self.articles.article_ids
+            views, clicks = counts_before(self.events, ids, np.full(len(ids), boundary))
+            catalogue = self._at[boundary] = self.articles.with_today(views, clicks)
+        return catalogue
 
 
 def split_sessions(events: pd.DataFrame, *, gap_s: float = SESSION_GAP_S) -> pd.DataFrame:
@@ -208,7 +225,7 @@ def recommend_lists(
     for user, now in test.now.items():
         if users is not None and user not in users:
             continue
-        items = model.recommend(user, k=k, now=now, user_features=test.users.get(user), articles=test.articles)
+        items = model.recommend(user, k=k, now=now, user_features=test.users.get(user), articles=test.at(now))
         out[user] = [i.article_id for i in items]
     return out
 
@@ -219,7 +236,7 @@ def request_lists(model: TwoStageModel, test: TestDay, *, k: int = K_LIST) -> di
         r.key: [
             i.article_id
             for i in model.recommend(
-                r.user, k=k, now=r.now, user_features=test.users.get(r.user), articles=test.articles
+                r.user, k=k, now=r.now, user_features=test.users.get(r.user), articles=test.at(r.now)
             )
         ]
         for r in test.requests
@@ -245,6 +262,9 @@ BASELINES: dict[str, Baseline] = {
     "newest": lambda m, r, ok, a, f, k: newest(a, ok, k=k),
     "newest_top_category": lambda m, r, ok, a, f, k: newest_top_category(a, ok, k=k, user_features=f),
     "fresh_popular": lambda m, r, ok, a, f, k: fresh_popular(a, ok, k=k, now_s=r.now.timestamp()),
+    "trending_top_category": lambda m, r, ok, a, f, k: trending_top_category(
+        a, ok, k=k, now_s=r.now.timestamp(), user_features=f
+    ),
 }
 
 
@@ -259,9 +279,10 @@ def baseline_lists(
     for r in test.requests:
         features = test.users.get(r.user)
         now_s = r.now.timestamp()
-        ok = eligible(model, r.user, now_s=now_s, user_features=features, articles=test.articles)
+        articles = test.at(r.now)
+        ok = eligible(model, r.user, now_s=now_s, user_features=features, articles=articles)
         for name, baseline in BASELINES.items():
-            out[name][r.key] = baseline(model, r, ok, test.articles, features, k)
+            out[name][r.key] = baseline(model, r, ok, articles, features, k)
         if oracle is not None:
             rows = ok.rows()
             p = oracle.scores(r.user, rows, now_s)
@@ -304,7 +325,7 @@ def ope(model: TwoStageModel, test: TestDay, *, max_requests: int = 3000, seed: 
         zip(shown["user_id"].astype(str), shown["article_id"].astype(str), shown["ts"], strict=True)
     ):
         top = model.recommend(
-            user, k=1, now=ts.to_pydatetime(), user_features=test.users.get(user), articles=test.articles
+            user, k=1, now=ts.to_pydatetime(), user_features=test.users.get(user), articles=test.at(ts.to_pydatetime())
         )
         q[i] = 1.0 if top and top[0].article_id == article else 0.0
     p = shown["propensity"].to_numpy(dtype=np.float64)

@@ -25,7 +25,7 @@ from reco.evaluate import BASELINES, HEURISTICS, Request, session_requests, spli
 from reco.metrics import METRIC_NAMES, off_policy_ctr, off_policy_intervals, paired_bootstrap
 from reco.model import ArticleFeatures, RuleSettings, TwoStageModel
 from reco.model.baselines import als_eligible, eligible, popularity_eligible
-from reco.model.heuristics import fresh_popular, newest, newest_top_category
+from reco.model.heuristics import fresh_popular, newest, newest_top_category, trending_top_category
 from reco.oracle import MANIFEST_NAME, load_oracle, read_manifest
 
 NOW = dt.datetime(2025, 3, 14, 12, 0, tzinfo=dt.UTC)
@@ -99,13 +99,20 @@ def all_baselines(
 def test_every_baseline_answers_only_with_what_the_served_model_may_show() -> None:
     m = model()
     lists = all_baselines(m)
-    assert set(lists) == {"popularity", "als", "newest", "newest_top_category", "fresh_popular"}
+    assert set(lists) == {
+        "popularity",
+        "als",
+        "newest",
+        "newest_top_category",
+        "fresh_popular",
+        "trending_top_category",
+    }
     for name, ids in lists.items():
         # The forbidden articles are each baseline's favourites: only the eligibility keeps them out.
         assert not {"future", "old", "read", "trained"} & set(ids), name
         assert set(ids) <= ELIGIBLE, name
     # The heuristics see the whole eligible set; ALS and popularity rank what they can score.
-    for name in ("newest", "newest_top_category", "fresh_popular", "popularity"):
+    for name in ("newest", "newest_top_category", "fresh_popular", "trending_top_category", "popularity"):
         assert set(lists[name]) == ELIGIBLE, name
     assert set(lists["als"]) == {"s2", "n2", "n3", "n4", "f1"}  # the trained eligible articles
     # The same rows the served model draws from: what it recommends is eligible here too.
@@ -161,9 +168,36 @@ def test_strongest_heuristic_is_the_best_ndcg_among_the_heuristics_only() -> Non
         "fresh_popular": {"ndcg@10": 0.15},
         "oracle": {"ndcg@10": 0.90},
     }
-    assert HEURISTICS == ("popularity", "newest", "newest_top_category", "fresh_popular")
+    assert HEURISTICS == ("popularity", "newest", "newest_top_category", "fresh_popular", "trending_top_category")
     assert strongest(scores) == "newest_top_category"
     assert strongest({**scores, "newest": {"ndcg@10": 0.20}}) == "newest"  # a tie: the first listed
+
+
+def test_trending_ranks_the_top_category_by_todays_clicks_decayed() -> None:
+    m = model()
+    base = catalogue()
+    # At a 6 h half-life (the default is TRENDING_HALF_LIFE_HOURS) for round numbers below.
+    ok = eligible(m, USER, now_s=NOW.timestamp(), user_features=FEATURES, articles=base)
+    # Without counts: newest first inside each part (the decay alone), the top category first.
+    assert trending_top_category(base, ok, k=10, now_s=NOW.timestamp(), user_features=FEATURES, half_life_hours=6.0) == [
+        "s1", "s2", "n1", "f1", "n2", "n3", "n4"
+    ]  # fmt: skip
+    clicks = {"s2": 200.0, "n2": 10.0, "f1": 0.0, "n3": 1000.0}
+    views = np.zeros(len(base))
+    today = base.with_today(views, np.array([clicks.get(a, 0.0) for a in base.article_ids]))
+    ok = eligible(m, USER, now_s=NOW.timestamp(), user_features=FEATURES, articles=today)
+    # s2: 201 · 2^(-40/6) ≈ 2.0 beats s1: 1 · 2^(-2/6) ≈ 0.79. n2: 11 · 2^(-10/6) ≈ 3.46 > n1 0.94 > f1 0.56;
+    # n3's 1001 clicks at 47 h weigh 1001 · 2^(-47/6) ≈ 4.4: first of the others.
+    ranked = trending_top_category(today, ok, k=10, now_s=NOW.timestamp(), user_features=FEATURES, half_life_hours=6.0)
+    assert ranked == ["s2", "s1", "n3", "n2", "n1", "f1", "n4"]
+    # Without a top category: everything by the same key.
+    assert trending_top_category(today, ok, k=3, now_s=NOW.timestamp(), user_features={}, half_life_hours=6.0) == [
+        "n3",
+        "n2",
+        "s2",
+    ]
+    # The catalogue it came from still has no counts (with_today copies).
+    assert not base.clicks_today.any() and today.clicks_today.sum() == 1210.0
 
 
 # -- intervals -------------------------------------------------------------------------------

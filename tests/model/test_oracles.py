@@ -55,6 +55,8 @@ class Article:
     clicks: int = 10
     read_s: float = 30.0
     factors: tuple[float, ...] | None = None  # None: published after training (no ALS factors)
+    views_today: int = 0
+    clicks_today: int = 0
 
 
 @dataclass
@@ -89,7 +91,9 @@ class Case:
             user_ids=np.array([USER], dtype=object),
             item_ids=np.array([a.article_id for a in known], dtype=object),
             user_factors=np.array([self.user_factors], dtype=np.float32),
-            item_factors=np.array([a.factors for a in known], dtype=np.float32).reshape(len(known), len(self.user_factors)),
+            item_factors=np.array([a.factors for a in known], dtype=np.float32).reshape(
+                len(known), len(self.user_factors)
+            ),
             history_indptr=np.array([0, 0]),
             history_items=np.empty(0, dtype=np.int32),
             popularity=np.ones(len(known), dtype=np.float32),
@@ -103,6 +107,11 @@ class Case:
 
     def recommend(self, k: int, **kwargs: Any) -> list[RecItem]:
         articles = ArticleFeatures.from_frame(self.frame())
+        today = [self.by_id[str(a)] for a in articles.article_ids]
+        articles = articles.with_today(
+            np.array([a.views_today for a in today], dtype=np.float32),
+            np.array([a.clicks_today for a in today], dtype=np.float32),
+        )
         return self.model().recommend(USER, k=k, now=NOW, user_features=self.user_features, articles=articles, **kwargs)
 
 
@@ -150,6 +159,8 @@ def oracle_scores(case: Case, eligible: Sequence[str]) -> dict[str, float]:
             clicks_7d=case.user_features.get("clicks_7d", 0),
             read_ratio_7d=case.user_features.get("read_ratio_7d", 0.0),
             avg_session_len_s=case.user_features.get("avg_session_len_s", 0.0),
+            views_today=[a.views_today],
+            clicks_today=[a.clicks_today],
         )
         p = ranker_probability(case.ranker, dict(zip(RANKER_FEATURES, row.tolist(), strict=True)))
         scores[article_id] = p * 0.5 ** (a.age_hours / case.rules.half_life_hours)
@@ -177,14 +188,18 @@ def oracle_fill(
     return out
 
 
-def oracle_recommend(case: Case, k: int, *, pinned: Mapping[int, str] | None = None) -> tuple[list[str], dict[str, float]]:
+def oracle_recommend(
+    case: Case, k: int, *, pinned: Mapping[int, str] | None = None
+) -> tuple[list[str], dict[str, float]]:
     """(article ids in list order, oracle score of each unpinned one) for ``USER``."""
     pinned = dict(pinned or {})
     reads = set(case.user_features.get("recent_reads", []))
     eligible = [
         a.article_id
         for a in case.articles
-        if 0.0 <= a.age_hours <= case.rules.max_age_hours and a.article_id not in reads and a.article_id not in pinned.values()
+        if 0.0 <= a.age_hours <= case.rules.max_age_hours
+        and a.article_id not in reads
+        and a.article_id not in pinned.values()
     ]
     scores = oracle_scores(case, eligible)
     ranked = sorted(eligible, key=lambda a: -scores[a])
@@ -200,7 +215,9 @@ def test_linear_ranker_is_a_logistic_regression_over_standardised_features() -> 
     rng = np.random.default_rng(3)
     n = len(RANKER_FEATURES)
     x = rng.standard_normal((7, n)) * 3
-    ranker = LinearRanker(tuple(RANKER_FEATURES), rng.standard_normal(n), rng.uniform(0.5, 2.0, n), rng.standard_normal(n), -0.7)
+    ranker = LinearRanker(
+        tuple(RANKER_FEATURES), rng.standard_normal(n), rng.uniform(0.5, 2.0, n), rng.standard_normal(n), -0.7
+    )
     expected = [ranker_probability(ranker, dict(zip(RANKER_FEATURES, row, strict=True))) for row in x.tolist()]
     np.testing.assert_allclose(ranker.predict(x), expected, rtol=1e-12)
     # A ranker trained on fewer features reads its own columns, by name.
@@ -215,16 +232,27 @@ def test_recommend_scores_by_the_ranker_times_the_freshness_decay() -> None:
         tuple(RANKER_FEATURES),
         mean=np.linspace(-0.5, 0.5, len(RANKER_FEATURES)),
         scale=np.linspace(0.5, 2.0, len(RANKER_FEATURES)),
-        coef=np.array([1.5, 0.2, 0.4, 0.3, 2.0, 0.1, -0.8, -0.3, 1.2, 0.6, 0.1, -0.2, 0.05, 0.3, 0.0, 0.4]),
+        coef=np.array([1.5, 0.2, 0.4, 0.3, 2.0, 0.1, -0.8, -0.3, 1.2, 0.6, 0.1, -0.2, 0.05, 0.3, 0.0, 0.4, 0.9, 1.5]),
         intercept=-1.0,
     )
     case = Case(
         articles=[
             Article("s1", "sports", 2.0, views=900, clicks=90, read_s=45.0, factors=(1.0, 0.1)),
             Article("s2", "sports", 30.0, views=400, clicks=80, read_s=20.0, factors=(0.8, 0.3)),
-            Article("t1", "tech", 5.0, views=1200, clicks=30, read_s=120.0, factors=(0.1, 0.9)),
+            Article(
+                "t1",
+                "tech",
+                5.0,
+                views=1200,
+                clicks=30,
+                read_s=120.0,
+                factors=(0.1, 0.9),
+                views_today=50,
+                clicks_today=1,
+            ),
             Article("t2", "tech", 50.0, views=50, clicks=20, read_s=300.0, factors=(-0.2, 1.1)),
-            Article("n1", "news", 1.0, views=0, clicks=0, read_s=0.0),  # new since training
+            # New since training, so nothing in the daily snapshot; today's counts carry it.
+            Article("n1", "news", 1.0, views=0, clicks=0, read_s=0.0, views_today=400, clicks_today=60),
             Article("n2", "news", 12.0, views=3000, clicks=150, read_s=60.0, factors=(0.4, 0.4)),
             Article("old", "news", 80.0, views=5000, clicks=900, factors=(1.0, 1.0)),  # older than 72 h
         ],
@@ -332,7 +360,13 @@ def test_random_small_cases_match_the_oracle(seed: int) -> None:
     case = Case(
         articles=articles,
         user_factors=tuple(rng.standard_normal(f).tolist()),
-        ranker=LinearRanker(tuple(RANKER_FEATURES), rng.standard_normal(nf), rng.uniform(0.5, 2.0, nf), rng.standard_normal(nf), float(rng.normal())),
+        ranker=LinearRanker(
+            tuple(RANKER_FEATURES),
+            rng.standard_normal(nf),
+            rng.uniform(0.5, 2.0, nf),
+            rng.standard_normal(nf),
+            float(rng.normal()),
+        ),
         rules=rules,
         user_features={
             "category_clicks": json.dumps({c: int(rng.integers(1, 10)) for c in categories if rng.random() < 0.7}),
@@ -347,7 +381,11 @@ def test_random_small_cases_match_the_oracle(seed: int) -> None:
     shown = [a.article_id for a in articles if a.age_hours <= rules.max_age_hours and a.article_id not in reads]
     k = int(rng.integers(1, len(shown) + 1)) if shown else 1
     positions = sorted(set(rng.integers(0, k, int(rng.integers(0, 3))).tolist()))
-    pinned = dict(zip(positions, rng.choice([a.article_id for a in articles], len(positions), replace=False).tolist(), strict=True))
+    pinned = dict(
+        zip(
+            positions, rng.choice([a.article_id for a in articles], len(positions), replace=False).tolist(), strict=True
+        )
+    )
     if len(shown) - len(set(pinned.values()) & set(shown)) < k - len(pinned):
         pinned = {}  # keep every case fully fillable (a short list is not what this checks)
 

@@ -47,11 +47,20 @@ class ArticleFeatures:
     views_24h: np.ndarray
     clicks_24h: np.ndarray
     avg_read_time_s: np.ndarray
+    # Intraday counts (``reco.intraday``): impressions and clicks since the start of the UTC day, up to the
+    # catalogue's refresh; zeros when not given. The daily snapshot knows nothing of an article published today.
+    views_today: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    clicks_today: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     index: dict[str, int] = field(default_factory=dict, repr=False)
     # Per-model alignment (article row -> model item) computed once per catalogue; keyed by model uid.
     _aligned: dict[str, _Aligned] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        n = int(self.article_ids.shape[0])
+        if self.views_today.shape != (n,):
+            self.views_today = np.zeros(n, dtype=np.float32)
+        if self.clicks_today.shape != (n,):
+            self.clicks_today = np.zeros(n, dtype=np.float32)
         if not self.index:
             self.index = {a: i for i, a in enumerate(self.article_ids.tolist())}
         self._category_index = {c: i for i, c in enumerate(self.categories)}
@@ -95,6 +104,22 @@ class ArticleFeatures:
             avg_read_time_s=column("avg_read_time_s"),
         )
 
+    def with_today(self, views: np.ndarray, clicks: np.ndarray) -> ArticleFeatures:
+        """The same catalogue with intraday counts ((n_articles,), in this catalogue's row order), as a new
+        object: models cache their per-article columns per catalogue object (``_Aligned``)."""
+        return ArticleFeatures(
+            article_ids=self.article_ids,
+            category_codes=self.category_codes,
+            categories=self.categories,
+            published_s=self.published_s,
+            views_24h=self.views_24h,
+            clicks_24h=self.clicks_24h,
+            avg_read_time_s=self.avg_read_time_s,
+            views_today=np.asarray(views, dtype=np.float32),
+            clicks_today=np.asarray(clicks, dtype=np.float32),
+            index=self.index,
+        )
+
     def category_code(self, category: str) -> int:
         """Code of a category name, -1 when the catalogue has none of it."""
         return self._category_index.get(category, -1)
@@ -114,6 +139,8 @@ class ArticleFeatures:
             "views_24h": self.views_24h,
             "clicks_24h": self.clicks_24h,
             "avg_read_time_s": self.avg_read_time_s,
+            "views_today": self.views_today,
+            "clicks_today": self.clicks_today,
         }
 
     @classmethod
@@ -126,6 +153,9 @@ class ArticleFeatures:
             views_24h=np.asarray(arrays["views_24h"], dtype=np.float32),
             clicks_24h=np.asarray(arrays["clicks_24h"], dtype=np.float32),
             avg_read_time_s=np.asarray(arrays["avg_read_time_s"], dtype=np.float32),
+            # A model saved before intraday counts existed has none: zeros.
+            views_today=np.asarray(arrays.get("views_today", ()), dtype=np.float32),
+            clicks_today=np.asarray(arrays.get("clicks_today", ()), dtype=np.float32),
         )
 
 
@@ -144,6 +174,7 @@ class _Aligned:
     # (n_articles, 4) float64: ranker columns log_views_24h, log_clicks_24h, ctr_24h_smoothed,
     # read_time_min, computed by ranker_features itself so they are the training values.
     item_cols: np.ndarray
+    today_cols: np.ndarray  # (n_articles, 2): log_clicks_today, ctr_today_smoothed
     # Rows by cold-start popularity, best first. (clicks + prior) · 2^(-age / half-life) ranks
     # articles the same way at every ``now`` (the decay factors as 2^(-now/h) · 2^(published/h)),
     # so one sort serves all requests. None when some clicks + prior <= 0 (the identity fails).

@@ -36,6 +36,8 @@ RANKER_FEATURES: tuple[str, ...] = (
     "affinity_x_activity",
     "cold_x_log_clicks",
     "als_available",
+    "log_clicks_today",
+    "ctr_today_smoothed",
 )
 
 
@@ -102,12 +104,17 @@ def ranker_features(
     clicks_7d: Any,
     read_ratio_7d: Any,
     avg_session_len_s: Any,
+    views_today: Any = 0.0,
+    clicks_today: Any = 0.0,
 ) -> np.ndarray:
     """The ranker's input matrix (n, len(RANKER_FEATURES)), float64, from per-row arrays or scalars
     (scalars broadcast: serving passes one user's stats as scalars, training passes columns).
     Ages in hours, times in seconds; NaN inputs count as 0. ``item_known``: the article has ALS
     factors (it was in the training data) — an article published since has an ALS score of 0
-    that means "unknown", not "disliked", and the ranker must be able to tell the two apart."""
+    that means "unknown", not "disliked", and the ranker must be able to tell the two apart.
+    ``views_today`` / ``clicks_today``: the article's impressions and clicks since the start of the UTC
+    day, before the request (``reco.intraday``); most clicks of a news site go to articles younger than
+    the daily snapshot, which has no counts for them."""
     cols = [
         als_score,
         has_factors,
@@ -121,9 +128,13 @@ def ranker_features(
         clicks_7d,
         read_ratio_7d,
         avg_session_len_s,
+        views_today,
+        clicks_today,
     ]
     arrays = np.broadcast_arrays(*[np.nan_to_num(np.asarray(c, dtype=np.float64)) for c in cols])
-    als, has, known, views, clicks, read_s, age, aff, top, u_clicks, u_ratio, u_session = arrays
+    als, has, known, views, clicks, read_s, age, aff, top, u_clicks, u_ratio, u_session, v_today, c_today = arrays
+    v_today = np.maximum(v_today, 0.0)
+    c_today = np.maximum(c_today, 0.0)
     views = np.maximum(views, 0.0)
     clicks = np.maximum(clicks, 0.0)
     age = np.maximum(age, 0.0)
@@ -148,6 +159,9 @@ def ranker_features(
             aff * u_log_clicks,
             (1.0 - has) * log_clicks,
             has * known,
+            np.log1p(c_today),
+            # Same 5% prior as the day before's CTR; a log without impressions leaves it rising with clicks.
+            (c_today + 1.0) / (v_today + 20.0),
         ]
     )
 
@@ -158,6 +172,7 @@ def _candidate_features(
     has_factors: float,
     item_cols: np.ndarray,
     item_known: np.ndarray,
+    today_cols: np.ndarray,
     age_hours: np.ndarray,
     codes: np.ndarray,
     articles: ArticleFeatures,
@@ -167,7 +182,8 @@ def _candidate_features(
     """``ranker_features``' matrix (n, len(RANKER_FEATURES)) for a request's n candidates, filled
     column by column: ``item_cols`` (n, 4) are the cached per-article columns (``_Aligned``),
     ``item_known`` (n,) float 1.0 where the article has factors, ``codes`` (n,) their category
-    codes, ``age_hours`` (n,) their ages at ``now``; the user's stats enter as scalars."""
+    codes, ``age_hours`` (n,) their ages at ``now``, ``today_cols`` (n, 2) the cached intraday columns
+    (log_clicks_today, ctr_today_smoothed); the user's stats enter as scalars."""
     top_category = str(user_features.get("top_category") or "") if user_features else ""
     if not top_category and affinity:
         top_category = max(sorted(affinity), key=lambda c: affinity[c])
@@ -188,6 +204,7 @@ def _candidate_features(
     feats[:, 13] = feats[:, 8] * u_log_clicks
     feats[:, 14] = (1.0 - has_factors) * feats[:, 3]
     feats[:, 15] = has_factors * item_known
+    feats[:, 16:18] = today_cols
     return feats
 
 

@@ -259,6 +259,7 @@ class TwoStageModel:
             has_factors=1.0 if x is not None else 0.0,
             item_cols=aligned.item_cols[rows],
             item_known=aligned.known_f[rows],
+            today_cols=aligned.today_cols[rows],
             age_hours=age_h,
             codes=articles.category_codes[rows],
             articles=articles,
@@ -406,6 +407,8 @@ def _build_aligned(model: TwoStageModel, articles: ArticleFeatures) -> _Aligned:
         clicks_7d=0.0,
         read_ratio_7d=0.0,
         avg_session_len_s=0.0,
+        views_today=articles.views_today,
+        clicks_today=articles.clicks_today,
     ).reshape(n, len(RANKER_FEATURES))
     rules = model.rules
     base = articles.clicks_24h + rules.popularity_prior
@@ -433,6 +436,7 @@ def _build_aligned(model: TwoStageModel, articles: ArticleFeatures) -> _Aligned:
         known=known,
         known_f=known.astype(np.float64),
         item_cols=np.ascontiguousarray(cols[:, 2:6]),
+        today_cols=np.ascontiguousarray(cols[:, 16:18]),
         pop_order=pop_order,
         cat_pop_order=cat_pop_order,
         cat_rows=cat_rows,

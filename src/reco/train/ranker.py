@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from reco.intraday import REFRESH_S, counts_before
 from reco.model import RANKER_FEATURES, LinearRanker, TwoStageModel, category_affinity, epoch_seconds, ranker_features
 from reco.train.config import TrainConfig
 
@@ -103,11 +104,14 @@ def ranker_rows(
     return frame.reset_index(drop=True), how
 
 
-def ranker_matrix(joined: pd.DataFrame, articles: pd.DataFrame, sub_model: TwoStageModel) -> np.ndarray:
+def ranker_matrix(
+    joined: pd.DataFrame, articles: pd.DataFrame, sub_model: TwoStageModel, events: pd.DataFrame | None = None
+) -> np.ndarray:
     """The (n, len(RANKER_FEATURES)) matrix of point-in-time joined rows, through the serving
     feature builder. ``joined`` holds historical_features' output; metadata (category,
     published_at) comes from the article table, as at serving time, because an article published
-    on the row's day has no stats snapshot yet."""
+    on the row's day has no stats snapshot yet. The intraday counts come from ``events`` (the rows'
+    day, impressions included) as they stood ``REFRESH_S`` before each row; none without ``events``."""
     n = len(joined)
     meta = articles.drop_duplicates("article_id", keep="last").set_index("article_id")
     category = meta["category"].reindex(joined["article_id"]).astype(object).to_numpy()
@@ -152,7 +156,14 @@ def ranker_matrix(joined: pd.DataFrame, articles: pd.DataFrame, sub_model: TwoSt
             return np.zeros(n)
         return pd.to_numeric(joined[name], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
 
+    at = epoch_seconds(joined["event_timestamp"]) - REFRESH_S
+    if events is not None:
+        views_today, clicks_today = counts_before(events, joined["article_id"].to_numpy(), at)
+    else:
+        views_today, clicks_today = np.zeros(n), np.zeros(n)
     return ranker_features(
+        views_today=views_today,
+        clicks_today=clicks_today,
         als_score=als,
         has_factors=has_u[key_codes],
         item_known=known.astype(np.float64),

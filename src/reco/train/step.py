@@ -84,7 +84,7 @@ def train(settings: Settings, day: dt.date, config: TrainConfig | None = None) -
             ranker_status = f"skipped: no rows on {ranker_day} ({how})"
         else:
             joined = historical_features(settings, rows, features=JOINED_FEATURES)
-            x = ranker_matrix(joined, articles, _sub_model(matrix, phase1, partial, config))
+            x = ranker_matrix(joined, articles, _sub_model(matrix, phase1, partial, config), events)
             ranker, status, ranker_auc = fit_ranker(x, joined["label"].to_numpy(dtype=np.int64), config)
             ranker_status = (
                 f"{status} on {n_rows} rows ({how}) of {ranker_day}, holdout AUC {ranker_auc:.3f}" if ranker else status
