@@ -52,8 +52,8 @@ def gate(
     """(promote?, reason) from evaluation metrics (``reco.evaluate.EvalResult.metrics``). The rule, in order:
 
     1. **The best simple rule.** H = ``strongest_heuristic`` (the best of popularity, newest, newest in the
-       top category, fresh-popular on this test day) and its paired bootstrap 95 % interval of the model's
-       NDCG@10 difference, [lo, hi]. ``heuristic_rule`` "not-worse" (default): rejected when hi < 0 — the model
+       top category, fresh-popular, trending in the top category on this test day) and its paired bootstrap
+       95 % interval of the model's NDCG@10 difference, [lo, hi]. ``heuristic_rule`` "not-worse" (default): rejected when hi < 0 — the model
        is shown to lose to H; "beats": rejected unless lo > 0 — it must be shown to win.
     2. **The champion**, when there is one and it is comparable: promoted only if NDCG@10 >= champion x
        (1 + ``min_gain``) **and** the paired interval's lower bound against the champion is above 0, and no

@@ -18,7 +18,15 @@ from reco.settings import Settings
 # Rows of the per-run metrics table, in this order where present: the served model (per session,
 # then at the first event of D), the champion, then every baseline of ``metrics.baselines``.
 MODEL_ROWS: tuple[str, ...] = ("model", "model_first_event", "champion")
-BASELINE_ROWS: tuple[str, ...] = ("popularity", "als", "newest", "newest_top_category", "fresh_popular", "oracle")
+BASELINE_ROWS: tuple[str, ...] = (
+    "popularity",
+    "als",
+    "newest",
+    "newest_top_category",
+    "fresh_popular",
+    "trending_top_category",
+    "oracle",
+)
 # The rows of a summary without ``metrics.baselines``.
 METRIC_ROWS: tuple[str, ...] = ("model", "als", "popularity", "champion")
 METRIC_NAMES: tuple[str, ...] = ("ndcg@10", "recall@20", "hr@10", "mrr", "coverage", "novelty")

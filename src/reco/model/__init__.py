@@ -11,8 +11,8 @@ One request (``TwoStageModel.recommend``, in ``two_stage``):
    morning, which no collaborative model has seen, can still be recommended.
 3. **filters** (``rules``): already read (training history and ``recent_reads``), the request's
    ``exclude``, unpublished and expired (the catalogue window of ``articles``).
-4. **ranker** (``ranker``): a logistic model over user stats, article stats, age at ``now``,
-   user–category affinity and the ALS score; ``ranker_features`` is shared with training.
+4. **ranker** (``ranker``): a logistic model over user stats, article stats (the daily snapshot and today's counts,
+   ``reco.intraday``), age at ``now``, user–category affinity and the ALS score; ``ranker_features`` is shared with training.
 5. **rules** (``rules``): freshness decay with a half-life, at most ``max_per_category`` per
    category page, pinned items at fixed positions.
 
