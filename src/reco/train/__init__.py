@@ -9,7 +9,7 @@
    the ranker's ALS scores on the last training day L are out-of-sample, on the GPU when
    ``settings.train_device`` is "gpu" and CUDA is usable (else the CPU, with the reason recorded);
    the popularity baseline (recency-weighted, half-life ``popularity_half_life_hours``).
-3. **ranker** (``ranker``): logistic regression on L's impressions (or clicks + sampled negatives),
+3. **ranker** (``ranker``): logistic regression on L's impressions and clicks + sampled negatives,
    features joined point-in-time through Feast. With a single training day there is no
    out-of-sample day and the ranker is skipped (logged).
 4. **MLflow** (``tracking``): params, metrics, seconds per phase, the sha256 fingerprint of the exact

@@ -60,11 +60,12 @@ class TrainConfig:
     als_grid_regularization: tuple[float, ...] = (0.01, 1.0)
     als_grid_alpha: tuple[float, ...] = (1.0, 20.0)
     als_grid_max_users: int = 2_000  # validation users (a seeded sample past this)
-    # Ranker rows are sampled down to this (uniformly, so the click rate stays the logged one).
-    max_ranker_rows: int = 20_000
+    # Ranker rows are sampled down to this (uniformly, so the click rate stays the logged one), per kind.
+    max_ranker_rows: int = 100_000
     negatives_per_click: int = 4
-    # Ranker rows: "sampled" (clicks + eligible negatives) or "impressions" (see reco.train.ranker.ranker_rows).
-    ranker_rows: str = "sampled"
+    # Ranker rows: "mixed" (impressions + clicks with eligible negatives), "sampled" (the latter only) or
+    # "impressions" (the former only); see reco.train.ranker.ranker_rows.
+    ranker_rows: str = "mixed"
     ranker_c: float = 1.0
 
 

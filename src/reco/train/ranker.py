@@ -7,6 +7,7 @@ point-in-time through Feast, become the matrix by the same ``reco.model.ranker_f
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -25,13 +26,26 @@ def ranker_rows(
 ) -> tuple[pd.DataFrame, str]:
     """Labelled rows (user_id, article_id, event_timestamp, label) of one day and how they were made.
 
-    By default (``config.ranker_rows == "sampled"``), and always for a log without impressions: the day's
-    clicks (label 1) plus ``negatives_per_click`` articles eligible at the click's time (published, younger than
-    max age, not clicked by the user), label 0. The ranker then learns to rank what serving ranks — every
-    eligible candidate — rather than what the site's previous recommender chose to show: on the news world,
-    impression rows (label: clicked that day) left the model at 0.93x the newest-in-top-category rule, sampled
-    eligible negatives at 1.0x (session NDCG@10, same day). ``"impressions"``: the day's impressions instead.
+    ``config.ranker_rows``:
+
+    * ``"sampled"``, and always for a log without impressions: the day's clicks (label 1) plus
+      ``negatives_per_click`` articles eligible at the click's time (published, younger than max age, not
+      clicked by the user), label 0: the ranker learns to rank what serving ranks, every eligible candidate.
+    * ``"impressions"``: the day's impressions, label 1 when the user clicked the article that day: the
+      hard negatives, what the site showed and was passed over.
+    * ``"mixed"`` (default): both, each part capped at ``max_ranker_rows``, a row present in both kept once.
+      On the news world (session NDCG@10, three test days, with today's counts as features) mixed gave 0.292,
+      impressions 0.290, sampled 0.284; without today's counts impressions alone had been the worst (0.93x
+      the newest-in-top-category rule against 1.0x for sampled).
     """
+    if config.ranker_rows == "mixed":
+        shown, how_shown = ranker_rows(events, articles, day, dataclasses.replace(config, ranker_rows="impressions"))
+        if how_shown != "impressions":  # a log without impressions: sampled rows were made instead
+            return shown, how_shown
+        sampled, how_sampled = ranker_rows(events, articles, day, dataclasses.replace(config, ranker_rows="sampled"))
+        both = pd.concat([shown, sampled], ignore_index=True)
+        both = both.drop_duplicates(["user_id", "article_id", "event_timestamp"]).reset_index(drop=True)
+        return both, f"{how_shown} + {how_sampled}"
     rng = np.random.default_rng(config.seed)
     start = pd.Timestamp(day, tz="UTC")
     today = events[(events["ts"] >= start) & (events["ts"] < start + pd.Timedelta(days=1))]
