@@ -42,6 +42,9 @@ def service(world: World, world_settings: Settings) -> Iterator[ServiceProcess]:
         "RECO_REDIS_URL": world_settings.redis_url,
         "RECO_MODEL_POLL_INTERVAL_S": "0.5",
         "RECO_ONLINE_STORE_RETRY_AFTER_S": "0.2",
+        # A stopped Redis refuses connections at once, so "down" needs no timeout; a slow read on a loaded CI
+        # machine after Redis is back must not count as down (a 0.25 s default made the test flaky, 1 in ~10 runs).
+        "RECO_ONLINE_STORE_TIMEOUT_S": "2",
         "RECO_ARTICLE_REFRESH_INTERVAL_S": "1",
     }
     process = ServiceProcess(world_settings.workdir, env)
