@@ -16,7 +16,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
-from service_scenario import ServiceProcess, World, build_world, make_model, register
+from service_scenario import ServiceProcess, World, build_world, make_model, register, running
 
 from reco.featurestore import apply_and_materialize
 from reco.settings import Settings
@@ -47,13 +47,8 @@ def service(world: World, world_settings: Settings) -> Iterator[ServiceProcess]:
         "RECO_ONLINE_STORE_TIMEOUT_S": "2",
         "RECO_ARTICLE_REFRESH_INTERVAL_S": "1",
     }
-    process = ServiceProcess(world_settings.workdir, env)
-    process.start()
-    try:
-        process.wait_ready()
+    with running(world_settings.workdir, env) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @dataclass

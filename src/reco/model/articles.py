@@ -3,6 +3,7 @@ publication time) and ``_Aligned``, one model's per-catalogue cache over them. U
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -106,18 +107,12 @@ class ArticleFeatures:
 
     def with_today(self, views: np.ndarray, clicks: np.ndarray) -> ArticleFeatures:
         """The same catalogue with intraday counts ((n_articles,), in this catalogue's row order), as a new
-        object: models cache their per-article columns per catalogue object (``_Aligned``)."""
-        return ArticleFeatures(
-            article_ids=self.article_ids,
-            category_codes=self.category_codes,
-            categories=self.categories,
-            published_s=self.published_s,
-            views_24h=self.views_24h,
-            clicks_24h=self.clicks_24h,
-            avg_read_time_s=self.avg_read_time_s,
+        object with an empty cache: models cache their per-article columns per catalogue (``_Aligned``)."""
+        return dataclasses.replace(
+            self,
             views_today=np.asarray(views, dtype=np.float32),
             clicks_today=np.asarray(clicks, dtype=np.float32),
-            index=self.index,
+            _aligned={},
         )
 
     def category_code(self, category: str) -> int:
