@@ -426,6 +426,25 @@ def model_rollback(workdir: WorkdirOpt = None) -> None:
     console.print(f"champion rolled back: {current} -> {previous}")
 
 
+@model_app.command("oracle-gap")
+def model_oracle_gap(
+    date: Annotated[dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Test day (UTC) of a daily run.")],
+    version: Annotated[str | None, typer.Option(help="Registry version [default: the one that day's run trained].")] = None,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Where the model's gap to the ceiling lies, on a generated world: NDCG@10 of the oracle with parts of
+    the generator's click model removed, beside the model and the strongest heuristic (``reco.oracle_gap``)."""
+    from reco.oracle_gap import oracle_gap
+
+    rows = oracle_gap(settings_for(workdir), date.date(), version)
+    table = Table(title=f"where the gap is: session NDCG@10 on {date.date()}")
+    table.add_column("ranking")
+    table.add_column("ndcg@10", justify="right")
+    for row in rows:
+        table.add_row(row.name, f"{row.ndcg:.4f}")
+    console.print(table)
+
+
 RepoOpt = Annotated[
     str,
     typer.Option(

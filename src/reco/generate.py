@@ -88,6 +88,8 @@ POLICY_EXPLORATION = 0.10  # share of uniform exploration mixed into the logging
 HALF_LIFE_MEDIAN_S = 24 * 3600.0  # median article half-life (lognormal, clipped to [4 h, 72 h])
 POLICY_PERSONALISATION = 1.0  # exponent on the policy's smoothed, lagging view of category preferences
 CLICK_BASE_LOGIT = -2.6
+QUALITY_SD = 0.6  # std of an article's latent quality (logit units)
+POLICY_PRIOR_NOISE_SD = 0.5  # the logging policy's estimate of quality = quality + N(0, this)
 CLICK_CATEGORY_WEIGHT = 1.0  # logit per unit of log(n_categories * preference)
 READ_BASE = 0.45  # P(read | click) = READ_BASE + READ_SLOPE * relevance
 READ_SLOPE = 0.40
@@ -249,8 +251,8 @@ def make_articles(seed: int, n_articles: int, days: int, drift_day: int | None =
     if drift_day is not None:
         moved = to_trending & (published >= (drift_day - 1) * DAY_S)
         category = np.where(moved, trending_pick, category)
-    quality = rng.normal(0.0, 0.6, n_articles)
-    policy_prior = quality + rng.normal(0.0, 0.5, n_articles)
+    quality = rng.normal(0.0, QUALITY_SD, n_articles)
+    policy_prior = quality + rng.normal(0.0, POLICY_PRIOR_NOISE_SD, n_articles)
     half_life = np.clip(rng.lognormal(np.log(HALF_LIFE_MEDIAN_S), 0.6, n_articles), 4 * 3600.0, 72 * 3600.0)
     taste = rng.normal(0.0, TASTE_SCALE, (n_articles, TASTE_DIM))
     picks = rng.integers(0, 1 << 30, (n_articles, 5))

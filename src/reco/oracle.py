@@ -41,6 +41,9 @@ MANIFEST_NAME = "generated-manifest.json"
 # Bumped when the click model below stops matching the generator's: an old manifest then gives no oracle.
 CLICK_MODEL = "news-v1"
 _ID = re.compile(r"^[au](\d{6,})$")
+# The terms of the click model below (``GeneratorOracle.scores``); ``policy_prior`` is not one of them.
+CLICK_MODEL_PARTS: tuple[str, ...] = ("preference", "quality", "taste", "half_life", "policy_prior")
+FULL_CLICK_MODEL = frozenset({"preference", "quality", "taste", "half_life"})
 
 
 def write_manifest(
@@ -105,11 +108,29 @@ class GeneratorOracle:
         index = _indices([user_id], "u", self.n_users)[0]
         return int(index)
 
-    def scores(self, user_id: str, rows: np.ndarray, now_s: float) -> np.ndarray | None:
+    def scores(
+        self, user_id: str, rows: np.ndarray, now_s: float, *, parts: frozenset[str] = FULL_CLICK_MODEL
+    ) -> np.ndarray | None:
         """(len(rows),) click probability of ``user_id`` for the catalogue ``rows`` at ``now_s``
-        (top slot); None for a user the generator did not make."""
-        from reco.generate import CLICK_BASE_LOGIT, CLICK_CATEGORY_WEIGHT, DAY_S
+        (top slot); None for a user the generator did not make.
 
+        ``parts`` (``CLICK_MODEL_PARTS``) keeps only some terms of the click model, to see which of them a
+        ranking needs (``reco.oracle_gap``): without ``"preference"``, ``"quality"`` or ``"taste"`` that
+        logit term is 0; without ``"half_life"`` every article decays with the median half-life;
+        ``"policy_prior"`` adds what the logging policy believes of the article's quality, shrunk to its
+        expected quality (E[quality | prior]) — not a term of the click model, a term of what gets *shown*."""
+        from reco.generate import (
+            CLICK_BASE_LOGIT,
+            CLICK_CATEGORY_WEIGHT,
+            DAY_S,
+            HALF_LIFE_MEDIAN_S,
+            POLICY_PRIOR_NOISE_SD,
+            QUALITY_SD,
+        )
+
+        unknown = set(parts) - set(CLICK_MODEL_PARTS)
+        if unknown:
+            raise ValueError(f"unknown click-model part(s) {sorted(unknown)}; known: {list(CLICK_MODEL_PARTS)}")
         u = self.user_index(user_id)
         if u < 0:
             return None
@@ -120,14 +141,19 @@ class GeneratorOracle:
         preference = (pop.drifted_preference if drifted else pop.preference)[u]
         art = self.article[rows]
         cat = self.world
-        affinity = (
-            CLICK_BASE_LOGIT
-            + CLICK_CATEGORY_WEIGHT * np.log(len(preference) * preference[cat.category[art]] + 0.1)
-            + cat.quality[art]
-            + cat.taste[art] @ pop.taste[u]
-        )
+        affinity = np.full(art.shape, CLICK_BASE_LOGIT, dtype=np.float64)
+        if "preference" in parts:
+            affinity += CLICK_CATEGORY_WEIGHT * np.log(len(preference) * preference[cat.category[art]] + 0.1)
+        if "quality" in parts:
+            affinity += cat.quality[art]
+        if "taste" in parts:
+            affinity += cat.taste[art] @ pop.taste[u]
+        if "policy_prior" in parts:
+            shrink = QUALITY_SD**2 / (QUALITY_SD**2 + POLICY_PRIOR_NOISE_SD**2)
+            affinity += shrink * cat.policy_prior[art]
+        half_life = cat.half_life_s[art] if "half_life" in parts else HALF_LIFE_MEDIAN_S
         relevance = 1.0 / (1.0 + np.exp(-affinity))
-        return np.asarray(relevance * np.exp2(-(t - cat.published_s[art]) / cat.half_life_s[art]))
+        return np.asarray(relevance * np.exp2(-(t - cat.published_s[art]) / half_life))
 
 
 def load_oracle(settings: Settings, articles: ArticleFeatures) -> GeneratorOracle | None:

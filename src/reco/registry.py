@@ -48,6 +48,7 @@ def gate(
     min_gain: float,
     max_guard_drop: float,
     heuristic_rule: str = "not-worse",
+    backfill: str = "keep-newer",
 ) -> tuple[bool, str]:
     """(promote?, reason) from evaluation metrics (``reco.evaluate.EvalResult.metrics``). The rule, in order:
 
@@ -59,8 +60,10 @@ def gate(
        (1 + ``min_gain``) **and** the paired interval's lower bound against the champion is above 0, and no
        guard metric (coverage, recall@20) falls below champion x (1 - ``max_guard_drop``).
     3. A champion trained on data at or after the test day (``champion_not_comparable``, a backfill) cannot be
-       compared: the reason says so and the decision rests on 1. A champion that exists but was not scored
-       for any other reason blocks promotion.
+       compared: the reason says so and 1 judges the model. ``backfill`` "keep-newer" (default): even a model
+       that passes 1 is not promoted — a champion trained on newer data stays, so a backfill never moves the
+       served model back in time (promote by hand to serve it); "baselines": 1 alone decides. A champion that
+       exists but was not scored for any other reason blocks promotion.
     4. No champion yet: 1 decides.
 
     Metrics without intervals (written before they existed) fall back to point comparisons with popularity.
@@ -93,6 +96,11 @@ def gate(
         prefix = f"{not_comparable}; decided on the baselines: " if has_champion else "first model: "
         if failures:
             return False, prefix + "; ".join(failures)
+        if has_champion and backfill == "keep-newer":
+            return False, (
+                f"{prefix}passes ({versus}), but a model of an earlier day does not replace a champion trained on "
+                "newer data (RECO_GATE_BACKFILL=keep-newer; `reco model promote` serves it by hand)"
+            )
         return True, prefix + versus
 
     needed = float(champion["ndcg@10"]) * (1.0 + min_gain)
@@ -176,6 +184,7 @@ def register_and_gate(
             min_gain=min_gain,
             max_guard_drop=max_guard_drop,
             heuristic_rule=settings.gate_heuristic_rule,
+            backfill=settings.gate_backfill,
         )
     decision = "promoted" if promote else "rejected"
     if promote:

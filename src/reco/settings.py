@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # Against the best simple rule (reco.registry.gate): "not-worse" rejects a model shown to lose to it,
     # "beats" also rejects one not shown to win (the paired interval's lower bound must be above 0).
     gate_heuristic_rule: Literal["not-worse", "beats"] = "not-worse"
+    # A backfill (the champion was trained on data at or after the test day, so it cannot be compared):
+    # "keep-newer" never lets the backfilled model replace it (a backfill must not move the served model back
+    # in time); "baselines" promotes it when it passes the best simple rule.
+    gate_backfill: Literal["keep-newer", "baselines"] = "keep-newer"
     # Data contract (reco.contract, the validate step): D's silver events and the article table before training.
     # A column that the day's log carries for a type of event (position, request_id, propensity on impressions,
     # dwell_ms on reads) may be missing from at most this share of that type's rows.

@@ -382,3 +382,62 @@ def test_no_oracle_for_a_world_the_manifest_does_not_describe(world, tmp_path) -
     assert load_oracle(settings, world.test.articles) is None
     (settings.bronze_articles_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
     assert load_oracle(settings, world.test.articles) is not None
+
+
+@pytest.mark.slow
+def test_the_oracles_parts_are_the_terms_of_the_click_model(world) -> None:  # type: ignore[no-untyped-def]
+    from reco.generate import (
+        CLICK_BASE_LOGIT,
+        CLICK_CATEGORY_WEIGHT,
+        HALF_LIFE_MEDIAN_S,
+        POLICY_PRIOR_NOISE_SD,
+        QUALITY_SD,
+    )
+    from reco.oracle import FULL_CLICK_MODEL
+
+    oracle = load_oracle(world.settings, world.test.articles)
+    assert oracle is not None
+    request = world.test.requests[0]
+    now_s = request.now.timestamp()
+    rows = np.arange(len(world.test.articles))
+    art, u = oracle.article[rows], oracle.user_index(request.user)
+    cat, pop = oracle.world, oracle.population
+    assert oracle.drift_day is None  # the world has no drift: the preference is the undrifted one
+    pref_term = CLICK_CATEGORY_WEIGHT * np.log(13 * pop.preference[u][cat.category[art]] + 0.1)
+    age_s = now_s - oracle.epoch_s - cat.published_s[art]
+
+    def p(logit: np.ndarray, half_life: Any) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-logit)) * np.exp2(-age_s / half_life)
+
+    full = oracle.scores(request.user, rows, now_s)
+    np.testing.assert_allclose(oracle.scores(request.user, rows, now_s, parts=FULL_CLICK_MODEL), full)
+    taste = cat.taste[art] @ pop.taste[u]
+    np.testing.assert_allclose(full, p(CLICK_BASE_LOGIT + pref_term + cat.quality[art] + taste, cat.half_life_s[art]))
+    np.testing.assert_allclose(
+        oracle.scores(request.user, rows, now_s, parts=frozenset({"preference"})),
+        p(CLICK_BASE_LOGIT + pref_term, HALF_LIFE_MEDIAN_S),
+    )
+    shrink = QUALITY_SD**2 / (QUALITY_SD**2 + POLICY_PRIOR_NOISE_SD**2)
+    np.testing.assert_allclose(
+        oracle.scores(request.user, rows, now_s, parts=frozenset({"quality", "policy_prior", "half_life"})),
+        p(CLICK_BASE_LOGIT + cat.quality[art] + shrink * cat.policy_prior[art], cat.half_life_s[art]),
+    )
+    with pytest.raises(ValueError, match="unknown click-model part"):
+        oracle.scores(request.user, rows, now_s, parts=frozenset({"quality", "mood"}))
+
+
+@pytest.mark.slow
+def test_the_oracle_gap_table_agrees_with_the_evaluation(world) -> None:  # type: ignore[no-untyped-def]
+    from reco.oracle_gap import VARIANTS, gap_rows
+
+    rows = {row.name: row.ndcg for row in gap_rows(world.settings, world.model, world.test)}
+    metrics = world.evaluation.metrics
+    assert list(rows)[2:] == list(VARIANTS)
+    # The same requests, truth and eligibility as the evaluation: its figures come back exactly.
+    assert rows["served model (version unregistered)"] == pytest.approx(metrics["model"]["ndcg@10"])
+    best = metrics["strongest_heuristic"]
+    assert rows[f"strongest heuristic ({best})"] == pytest.approx(metrics["baselines"][best]["ndcg@10"])
+    assert rows["oracle (full click model)"] == pytest.approx(metrics["baselines"]["oracle"]["ndcg@10"])
+    # On the generated world an article's quality carries much of the ceiling.
+    assert rows["oracle without quality"] < rows["oracle (full click model)"] - 0.02
+    assert rows["preference only"] < rows["preference + quality"] - 0.02

@@ -100,9 +100,21 @@ def test_an_interval_above_zero_is_not_enough_below_the_minimum_gain() -> None:
     assert not ok and "x 1.01" in reason
 
 
-def test_a_champion_trained_after_the_test_day_is_not_compared_and_the_baselines_decide() -> None:
+def test_a_champion_trained_after_the_test_day_is_not_compared_and_the_baselines_judge() -> None:
+    why = "champion version 4 was trained on data up to 2026-12-04 00:00, after the start of the test day 2026-12-01: not comparable"
+    m_pass, m_lose = with_evidence(0.2, (0.01, 0.002, 0.02), not_comparable=why), with_evidence(0.2, (-0.03, -0.04, -0.02), not_comparable=why)
+    # RECO_GATE_BACKFILL=baselines: the baselines alone decide.
+    ok, reason = gate(m_pass, has_champion=True, min_gain=0.01, max_guard_drop=0.05, backfill="baselines")
+    assert ok and "not comparable" in reason and "decided on the baselines" in reason
+    ok, reason = gate(m_lose, has_champion=True, min_gain=0.01, max_guard_drop=0.05, backfill="baselines")
+    assert not ok and "not comparable" in reason and "loses" in reason
+
+
+def test_a_backfilled_model_never_replaces_a_champion_trained_on_newer_data_by_default() -> None:
     why = "champion version 4 was trained on data up to 2026-12-04 00:00, after the start of the test day 2026-12-01: not comparable"
     ok, reason = decide(with_evidence(0.2, (0.01, 0.002, 0.02), not_comparable=why))
-    assert ok and "not comparable" in reason and "decided on the baselines" in reason
+    assert not ok and "not comparable" in reason and "passes" in reason and "trained on newer data" in reason
     ok, reason = decide(with_evidence(0.2, (-0.03, -0.04, -0.02), not_comparable=why))
-    assert not ok and "not comparable" in reason and "loses" in reason
+    assert not ok and "loses" in reason  # a losing one says why it lost
+    # Without a champion there is nothing newer to keep: the baselines decide, as for any first model.
+    assert decide(with_evidence(0.2, (0.01, 0.002, 0.02)), has_champion=False)[0]
