@@ -518,8 +518,8 @@ def _rank_and_click(
     )
     relevance = 1.0 / (1.0 + np.exp(-affinity))  # (B, K) interest in a fresh article, in (0, 1)
     freshness = np.exp2(-age / cat.half_life_s[art])
-    position_bias = 1.0 / np.log2(np.arange(k) + 2.0)
-    click = shown & (rng.random((b, k)) < position_bias[None, :] * relevance * freshness)
+    bias = position_bias(np.arange(k))
+    click = shown & (rng.random((b, k)) < bias[None, :] * relevance * freshness)
     read = click & (rng.random((b, k)) < READ_BASE + READ_SLOPE * relevance)
 
     slate = np.broadcast_to(np.arange(slate0, slate0 + b)[:, None], art.shape)
@@ -551,6 +551,11 @@ def _rank_and_click(
             )
         )
     return _Events.concat(parts)
+
+
+def position_bias(position: np.ndarray) -> np.ndarray:
+    """The click model's examination probability of a 0-based slot: 1 / log2(position + 2)."""
+    return 1.0 / np.log2(np.asarray(position, dtype=np.float64) + 2.0)
 
 
 def _empty_events() -> _Events:

@@ -109,7 +109,13 @@ class GeneratorOracle:
         return int(index)
 
     def scores(
-        self, user_id: str, rows: np.ndarray, now_s: float, *, parts: frozenset[str] = FULL_CLICK_MODEL
+        self,
+        user_id: str,
+        rows: np.ndarray,
+        now_s: float,
+        *,
+        parts: frozenset[str] = FULL_CLICK_MODEL,
+        quality: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """(len(rows),) click probability of ``user_id`` for the catalogue ``rows`` at ``now_s``
         (top slot); None for a user the generator did not make.
@@ -118,42 +124,67 @@ class GeneratorOracle:
         ranking needs (``reco.oracle_gap``): without ``"preference"``, ``"quality"`` or ``"taste"`` that
         logit term is 0; without ``"half_life"`` every article decays with the median half-life;
         ``"policy_prior"`` adds what the logging policy believes of the article's quality, shrunk to its
-        expected quality (E[quality | prior]) — not a term of the click model, a term of what gets *shown*."""
-        from reco.generate import (
-            CLICK_BASE_LOGIT,
-            CLICK_CATEGORY_WEIGHT,
-            DAY_S,
-            HALF_LIFE_MEDIAN_S,
-            POLICY_PRIOR_NOISE_SD,
-            QUALITY_SD,
-        )
+        expected quality (E[quality | prior]) — not a term of the click model, a term of what gets *shown*.
+        ``quality`` (one value per generated article) replaces the latent quality, e.g. an estimate of it."""
+        u = self.user_index(user_id)
+        if u < 0:
+            return None
+        art = self.article[rows]
+        users = np.full(art.shape, u, dtype=np.int64)
+        return self.click_probability(users, art, np.full(art.shape, now_s), parts=parts, quality=quality)
+
+    def click_probability(
+        self,
+        users: np.ndarray,
+        articles: np.ndarray,
+        at_s: np.ndarray,
+        *,
+        parts: frozenset[str] = FULL_CLICK_MODEL,
+        quality: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The click model for arrays of generator user and article indices at UTC times ``at_s`` (all (n,)),
+        top slot: ``scores`` for many users and times at once."""
+        from reco.generate import CLICK_BASE_LOGIT, HALF_LIFE_MEDIAN_S, POLICY_PRIOR_NOISE_SD, QUALITY_SD
 
         unknown = set(parts) - set(CLICK_MODEL_PARTS)
         if unknown:
             raise ValueError(f"unknown click-model part(s) {sorted(unknown)}; known: {list(CLICK_MODEL_PARTS)}")
-        u = self.user_index(user_id)
-        if u < 0:
-            return None
-        t = now_s - self.epoch_s
-        pop = self.population
-        # The generator's day index of a session start decides whether the user has drifted yet.
-        drifted = self.drift_day is not None and int(np.floor(t / DAY_S)) + 1 >= self.drift_day
-        preference = (pop.drifted_preference if drifted else pop.preference)[u]
-        art = self.article[rows]
         cat = self.world
-        affinity = np.full(art.shape, CLICK_BASE_LOGIT, dtype=np.float64)
-        if "preference" in parts:
-            affinity += CLICK_CATEGORY_WEIGHT * np.log(len(preference) * preference[cat.category[art]] + 0.1)
+        t = np.asarray(at_s, dtype=np.float64) - self.epoch_s
+        affinity = CLICK_BASE_LOGIT + self.user_terms(users, articles, t, parts)
         if "quality" in parts:
-            affinity += cat.quality[art]
-        if "taste" in parts:
-            affinity += cat.taste[art] @ pop.taste[u]
+            affinity += (cat.quality if quality is None else quality)[articles]
         if "policy_prior" in parts:
             shrink = QUALITY_SD**2 / (QUALITY_SD**2 + POLICY_PRIOR_NOISE_SD**2)
-            affinity += shrink * cat.policy_prior[art]
-        half_life = cat.half_life_s[art] if "half_life" in parts else HALF_LIFE_MEDIAN_S
+            affinity += shrink * cat.policy_prior[articles]
+        half_life = cat.half_life_s[articles] if "half_life" in parts else HALF_LIFE_MEDIAN_S
         relevance = 1.0 / (1.0 + np.exp(-affinity))
-        return np.asarray(relevance * np.exp2(-(t - cat.published_s[art]) / half_life))
+        return np.asarray(relevance * np.exp2(-(t - cat.published_s[articles]) / half_life))
+
+    def user_terms(
+        self, users: np.ndarray, articles: np.ndarray, t: np.ndarray, parts: frozenset[str] = FULL_CLICK_MODEL
+    ) -> np.ndarray:
+        """(n,) the logit terms that depend on the user: category preference (as of the generator day of
+        ``t``, seconds since its epoch: drifted users move on the drift day) and taste match."""
+        from reco.generate import CLICK_CATEGORY_WEIGHT, DAY_S
+
+        pop, cat = self.population, self.world
+        out = np.zeros(np.shape(articles), dtype=np.float64)
+        if "preference" in parts:
+            # The generator's day index of a session start decides whether the user has drifted yet.
+            drifted = (
+                np.zeros(np.shape(t), dtype=bool)
+                if self.drift_day is None
+                else np.floor(t / DAY_S) + 1 >= self.drift_day
+            )
+            category = cat.category[articles]
+            share = np.where(
+                drifted, pop.drifted_preference[users, category], pop.preference[users, category]
+            )
+            out += CLICK_CATEGORY_WEIGHT * np.log(pop.preference.shape[1] * share + 0.1)
+        if "taste" in parts:
+            out += np.einsum("ij,ij->i", pop.taste[users], cat.taste[articles])
+        return out
 
 
 def load_oracle(settings: Settings, articles: ArticleFeatures) -> GeneratorOracle | None:

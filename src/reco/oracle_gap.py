@@ -23,13 +23,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 
 from reco.errors import RecoError
 from reco.evaluate import HEURISTICS, K_LIST, TestDay, baseline_lists, load_test_day, request_lists, strongest
+from reco.generate import CLICK_BASE_LOGIT
+from reco.intraday import REFRESH_S
+from reco.lake import partition_files
 from reco.metrics import ndcg_by_query
 from reco.model import TwoStageModel
+from reco.model.articles import epoch_seconds
 from reco.model.baselines import eligible, ranked_ids
-from reco.oracle import FULL_CLICK_MODEL, load_oracle
+from reco.oracle import FULL_CLICK_MODEL, GeneratorOracle, load_oracle
 from reco.settings import Settings
 
 # Rows of the table: label -> the click-model parts kept.
@@ -42,6 +48,82 @@ VARIANTS: dict[str, frozenset[str]] = {
     "preference only": frozenset({"preference"}),
     "preference + the logging policy's prior": frozenset({"preference", "policy_prior"}),
 }
+
+
+class LoggedQuality:
+    """What the log can tell of each article's quality, at best: the Bayes (MAP) estimate of the latent
+    quality of every generated article from the impressions and clicks logged before a time (D-1 and D),
+    with *everything else* known — each viewer's true preference and taste, the slot's position bias, the
+    article's own half-life — and the generator's N(0, QUALITY_SD²) prior. A ranking that uses it in place
+    of the true quality is the ceiling of any model that learns an article's quality from its clicks so far.
+
+    ``events``: silver events with ``ts``, ``user_id``, ``article_id``, ``event_type``, ``request_id``,
+    ``position`` (an impression is clicked when its request has a click on the same article)."""
+
+    ITERATIONS = 12  # Newton steps on the (concave) log posterior, from q = 0
+
+    def __init__(self, oracle: GeneratorOracle, events: pd.DataFrame) -> None:
+        from reco.generate import QUALITY_SD, position_bias
+
+        self.oracle = oracle
+        self.prior_var = QUALITY_SD**2
+        shown = events[events["event_type"] == "impression"]
+        clicks = events[events["event_type"] == "click"]
+        clicked = set(zip(clicks["request_id"].astype(str), clicks["article_id"].astype(str), strict=True))
+        articles = _generator_index(shown["article_id"], "a")
+        users = _generator_index(shown["user_id"], "u")
+        ok = (articles >= 0) & (users >= 0) & shown["position"].notna().to_numpy()
+        shown, articles, users = shown[ok], articles[ok], users[ok]
+        at = epoch_seconds(shown["ts"])
+        world = oracle.world
+        self.article = articles
+        self.at_s = at
+        self.clicked = np.array(
+            [(r, a) in clicked for r, a in zip(shown["request_id"].astype(str), shown["article_id"].astype(str), strict=True)],
+            dtype=np.float64,
+        )
+        t = at - oracle.epoch_s
+        self.logit = CLICK_BASE_LOGIT + oracle.user_terms(users, articles, t)
+        self.scale = position_bias(shown["position"].to_numpy()) * np.exp2(
+            -(t - world.published_s[articles]) / world.half_life_s[articles]
+        )
+        self.n_articles = len(world.published_s)
+        self._cache: dict[float, np.ndarray] = {}
+
+    def at(self, now_s: float) -> np.ndarray:
+        """(n generated articles,) the estimate from the impressions before the refresh boundary of ``now_s``."""
+        boundary = float(np.floor(now_s / REFRESH_S) * REFRESH_S)
+        if boundary not in self._cache:
+            self._cache[boundary] = self._estimate(self.at_s < boundary)
+        return self._cache[boundary]
+
+    def _estimate(self, keep: np.ndarray) -> np.ndarray:
+        art, logit, scale, y = self.article[keep], self.logit[keep], self.scale[keep], self.clicked[keep]
+        q = np.zeros(self.n_articles)
+        for _ in range(self.ITERATIONS):
+            # P(click) = scale * sigmoid(logit + q); gradient and curvature of the Bernoulli log likelihood.
+            sig = 1.0 / (1.0 + np.exp(-(logit + q[art])))
+            p = np.clip(scale * sig, 1e-12, 1.0 - 1e-12)
+            dp = scale * sig * (1.0 - sig)
+            d2p = dp * (1.0 - 2.0 * sig)
+            grad = y * dp / p - (1.0 - y) * dp / (1.0 - p)
+            curv = y * (d2p / p - (dp / p) ** 2) - (1.0 - y) * (d2p / (1.0 - p) + (dp / (1.0 - p)) ** 2)
+            g = np.bincount(art, grad, self.n_articles) - q / self.prior_var
+            h = np.bincount(art, curv, self.n_articles) - 1.0 / self.prior_var
+            q = q - g / np.minimum(h, -1e-9)
+        return q
+
+
+def _generator_index(ids: pd.Series, prefix: str) -> np.ndarray:
+    """Generator index of ids like ``a000123`` / ``u000045`` (-1 for any other)."""
+    text = ids.astype(str)
+    ok = text.str.match(rf"^{prefix}\d{{6,}}$").to_numpy()
+    out = np.full(len(text), -1, dtype=np.int64)
+    out[ok] = text[ok].str[1:].astype(np.int64).to_numpy()
+    return out
+
+# The oracle with the quality it could learn from the log so far (``LoggedQuality``) instead of the true one.
+LOGGED_QUALITY = "oracle with quality estimated from the log so far"
 
 
 @dataclass
@@ -86,7 +168,15 @@ def gap_rows(settings: Settings, model: TwoStageModel, test: TestDay) -> list[Ga
     scored = {name: {"ndcg@10": mean_ndcg(baselines[name])} for name in HEURISTICS}
     best = strongest(scored)
     rows.append(GapRow(f"strongest heuristic ({best})", scored[best]["ndcg@10"]))
-    variant_lists: dict[str, dict[str, list[str]]] = {name: {} for name in VARIANTS}
+    before = partition_files(settings.silver_events_dir, test.day - dt.timedelta(days=1))
+    logged = LoggedQuality(
+        oracle,
+        pd.concat(
+            [*(pq.read_table(f, columns=list(test.events.columns)).to_pandas() for f in before), test.events],
+            ignore_index=True,
+        ),
+    )
+    variant_lists: dict[str, dict[str, list[str]]] = {name: {} for name in (*VARIANTS, LOGGED_QUALITY)}
     for r in test.requests:
         now_s = r.now.timestamp()
         articles = test.at(r.now)
@@ -95,5 +185,7 @@ def gap_rows(settings: Settings, model: TwoStageModel, test: TestDay) -> list[Ga
         for name, parts in VARIANTS.items():
             p = oracle.scores(r.user, candidates, now_s, parts=parts)
             variant_lists[name][r.key] = [] if p is None else ranked_ids(test.articles, candidates, p, K_LIST)
+        p = oracle.scores(r.user, candidates, now_s, quality=logged.at(now_s))
+        variant_lists[LOGGED_QUALITY][r.key] = [] if p is None else ranked_ids(test.articles, candidates, p, K_LIST)
     rows += [GapRow(name, mean_ndcg(lists)) for name, lists in variant_lists.items()]
     return rows

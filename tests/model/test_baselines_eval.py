@@ -428,11 +428,11 @@ def test_the_oracles_parts_are_the_terms_of_the_click_model(world) -> None:  # t
 
 @pytest.mark.slow
 def test_the_oracle_gap_table_agrees_with_the_evaluation(world) -> None:  # type: ignore[no-untyped-def]
-    from reco.oracle_gap import VARIANTS, gap_rows
+    from reco.oracle_gap import LOGGED_QUALITY, VARIANTS, gap_rows
 
     rows = {row.name: row.ndcg for row in gap_rows(world.settings, world.model, world.test)}
     metrics = world.evaluation.metrics
-    assert list(rows)[2:] == list(VARIANTS)
+    assert list(rows)[2:] == [*VARIANTS, LOGGED_QUALITY]
     # The same requests, truth and eligibility as the evaluation: its figures come back exactly.
     assert rows["served model (version unregistered)"] == pytest.approx(metrics["model"]["ndcg@10"])
     best = metrics["strongest_heuristic"]
@@ -441,3 +441,35 @@ def test_the_oracle_gap_table_agrees_with_the_evaluation(world) -> None:  # type
     # On the generated world an article's quality carries much of the ceiling.
     assert rows["oracle without quality"] < rows["oracle (full click model)"] - 0.02
     assert rows["preference only"] < rows["preference + quality"] - 0.02
+    # Quality learnt from the clicks so far recovers part of that, not all of it.
+    assert rows["oracle without quality"] < rows[LOGGED_QUALITY] < rows["oracle (full click model)"]
+
+
+@pytest.mark.slow
+def test_the_quality_learnt_from_the_log_is_the_posterior_mode_and_tracks_the_true_quality(world) -> None:  # type: ignore[no-untyped-def]
+    from scipy.stats import spearmanr
+
+    from reco.generate import QUALITY_SD
+    from reco.oracle_gap import LoggedQuality
+
+    oracle = load_oracle(world.settings, world.test.articles)
+    assert oracle is not None
+    logged = LoggedQuality(oracle, world.test.events)
+    start = dt.datetime.combine(world.day, dt.time(), tzinfo=dt.UTC).timestamp()
+    assert not logged.at(start).any()  # nothing logged yet: the prior's mean, 0
+    q = logged.at(start + 86_399.0)
+    shown = np.bincount(logged.article, minlength=logged.n_articles)
+    many = shown >= 50
+    assert many.sum() > 30 and not q[shown == 0].any()
+    assert spearmanr(q[many], oracle.world.quality[many]).correlation > 0.3
+    # The estimate maximises the log posterior: moving any well-shown article's value lowers it.
+    keep = logged.at_s < np.floor((start + 86_399.0) / 300.0) * 300.0
+    for a in np.flatnonzero(many)[:5]:
+        mine = keep & (logged.article == a)
+
+        def log_posterior(value: float, mine: np.ndarray = mine) -> float:
+            p = logged.scale[mine] / (1.0 + np.exp(-(logged.logit[mine] + value)))
+            y = logged.clicked[mine]
+            return float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)) - value**2 / (2 * QUALITY_SD**2))
+
+        assert log_posterior(q[a]) >= max(log_posterior(q[a] - 0.02), log_posterior(q[a] + 0.02))
