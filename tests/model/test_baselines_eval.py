@@ -473,3 +473,13 @@ def test_the_quality_learnt_from_the_log_is_the_posterior_mode_and_tracks_the_tr
             return float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)) - value**2 / (2 * QUALITY_SD**2))
 
         assert log_posterior(q[a]) >= max(log_posterior(q[a] - 0.02), log_posterior(q[a] + 0.02))
+
+
+@pytest.mark.slow
+def test_the_oracle_gap_needs_a_generated_world(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from reco.errors import RecoError
+    from reco.oracle_gap import gap_rows
+
+    settings = world.settings.model_copy(update={"workdir": tmp_path})  # no generator manifest there
+    with pytest.raises(RecoError, match="no generator oracle"):
+        gap_rows(settings, world.model, world.test)
