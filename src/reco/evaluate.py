@@ -176,21 +176,26 @@ def session_requests(
     return requests
 
 
-def load_test_day(settings: Settings, day: dt.date, *, max_age_hours: float) -> TestDay:
-    """Read D's events, the D-1 snapshots and the catalogue; build the relevant sets."""
+EVENT_COLUMNS: tuple[str, ...] = ("ts", "user_id", "article_id", "event_type", "request_id", "position", "propensity")
+
+
+def read_day_events(settings: Settings, day: dt.date) -> pd.DataFrame:
+    """The silver events of ``day`` (``EVENT_COLUMNS``, ``ts`` UTC); empty when the day has none."""
     files = partition_files(settings.silver_events_dir, day)
     if not files:
-        raise NoDataError(f"no silver events for the test day {day}; run ingest for it first")
-    events = pd.concat(
-        [
-            pq.read_table(
-                f, columns=["ts", "user_id", "article_id", "event_type", "request_id", "position", "propensity"]
-            ).to_pandas()
-            for f in files
-        ],
-        ignore_index=True,
-    )
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in EVENT_COLUMNS})
+        empty["ts"] = pd.Series(dtype="datetime64[ns, UTC]")
+        return empty
+    events = pd.concat([pq.read_table(f, columns=list(EVENT_COLUMNS)).to_pandas() for f in files], ignore_index=True)
     events["ts"] = pd.to_datetime(events["ts"], utc=True)
+    return events
+
+
+def load_test_day(settings: Settings, day: dt.date, *, max_age_hours: float) -> TestDay:
+    """Read D's events, the D-1 snapshots and the catalogue; build the relevant sets."""
+    if not partition_files(settings.silver_events_dir, day):
+        raise NoDataError(f"no silver events for the test day {day}; run ingest for it first")
+    events = read_day_events(settings, day)
     previous = day - dt.timedelta(days=1)
     users = {
         str(row["user_id"]): row for row in read_snapshot(settings, USER_TABLE, previous).to_pandas().to_dict("records")

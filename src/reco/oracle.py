@@ -82,7 +82,7 @@ def read_manifest(settings: Settings) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _indices(ids: Sequence[str] | np.ndarray, prefix: str, size: int) -> np.ndarray:
+def generator_indices(ids: Sequence[str] | np.ndarray, prefix: str, size: int) -> np.ndarray:
     """(n,) generator index of each id (``a000123`` -> 123), -1 when it is not one of ``size``."""
     out = np.full(len(ids), -1, dtype=np.int64)
     for i, name in enumerate(ids):
@@ -105,7 +105,7 @@ class GeneratorOracle:
     n_users: int
 
     def user_index(self, user_id: str) -> int:
-        index = _indices([user_id], "u", self.n_users)[0]
+        index = generator_indices([user_id], "u", self.n_users)[0]
         return int(index)
 
     def scores(
@@ -212,7 +212,7 @@ def load_oracle(settings: Settings, articles: ArticleFeatures) -> GeneratorOracl
         return None
     world = make_articles(seed, n_articles, days, drift_day)
     epoch_s = dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC).timestamp()
-    article = _indices(articles.article_ids, "a", n_articles)
+    article = generator_indices(articles.article_ids, "a", n_articles)
     names = np.asarray(CATEGORIES, dtype=object)
     found = article >= 0
     same = found.all() and bool(

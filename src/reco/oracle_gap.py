@@ -28,18 +28,25 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from reco.errors import RecoError
-from reco.evaluate import HEURISTICS, K_LIST, TestDay, baseline_lists, load_test_day, request_lists, strongest
+from reco.evaluate import (
+    HEURISTICS,
+    K_LIST,
+    TestDay,
+    baseline_lists,
+    load_test_day,
+    read_day_events,
+    request_lists,
+    strongest,
+)
 from reco.generate import CLICK_BASE_LOGIT
 from reco.intraday import REFRESH_S
-from reco.lake import partition_files
 from reco.metrics import ndcg_by_query
 from reco.model import TwoStageModel
 from reco.model.articles import epoch_seconds
 from reco.model.baselines import eligible, ranked_ids
-from reco.oracle import FULL_CLICK_MODEL, GeneratorOracle, load_oracle
+from reco.oracle import FULL_CLICK_MODEL, GeneratorOracle, generator_indices, load_oracle
 from reco.settings import Settings
 
 # Rows of the table: label -> the click-model parts kept.
@@ -74,12 +81,12 @@ class LoggedQuality:
         shown = events[events["event_type"] == "impression"]
         clicks = events[events["event_type"] == "click"]
         clicked = set(zip(clicks["request_id"].astype(str), clicks["article_id"].astype(str), strict=True))
-        articles = _generator_index(shown["article_id"], "a")
-        users = _generator_index(shown["user_id"], "u")
+        world = oracle.world
+        articles = generator_indices(shown["article_id"].to_numpy(), "a", len(world.published_s))
+        users = generator_indices(shown["user_id"].to_numpy(), "u", oracle.n_users)
         ok = (articles >= 0) & (users >= 0) & shown["position"].notna().to_numpy()
         shown, articles, users = shown[ok], articles[ok], users[ok]
         at = epoch_seconds(shown["ts"])
-        world = oracle.world
         self.article = articles
         self.at_s = at
         self.clicked = np.array(
@@ -117,14 +124,6 @@ class LoggedQuality:
             q = q - g / np.minimum(h, -1e-9)
         return q
 
-
-def _generator_index(ids: pd.Series, prefix: str) -> np.ndarray:
-    """Generator index of ids like ``a000123`` / ``u000045`` (-1 for any other)."""
-    text = ids.astype(str)
-    ok = text.str.match(rf"^{prefix}\d{{6,}}$").to_numpy()
-    out = np.full(len(text), -1, dtype=np.int64)
-    out[ok] = text[ok].str[1:].astype(np.int64).to_numpy()
-    return out
 
 # The oracle with the quality it could learn from the log so far (``LoggedQuality``) instead of the true one.
 LOGGED_QUALITY = "oracle with quality estimated from the log so far"
@@ -172,14 +171,9 @@ def gap_rows(settings: Settings, model: TwoStageModel, test: TestDay) -> list[Ga
     scored = {name: {"ndcg@10": mean_ndcg(baselines[name])} for name in HEURISTICS}
     best = strongest(scored)
     rows.append(GapRow(f"strongest heuristic ({best})", scored[best]["ndcg@10"]))
-    before = partition_files(settings.silver_events_dir, test.day - dt.timedelta(days=1))
-    logged = LoggedQuality(
-        oracle,
-        pd.concat(
-            [*(pq.read_table(f, columns=list(test.events.columns)).to_pandas() for f in before), test.events],
-            ignore_index=True,
-        ),
-    )
+    previous = read_day_events(settings, test.day - dt.timedelta(days=1))
+    events = test.events if previous.empty else pd.concat([previous, test.events], ignore_index=True)
+    logged = LoggedQuality(oracle, events)
     variant_lists: dict[str, dict[str, list[str]]] = {name: {} for name in (*VARIANTS, LOGGED_QUALITY)}
     for r in test.requests:
         now_s = r.now.timestamp()
